@@ -1,0 +1,1 @@
+"""Pure domain layer: time model, errors, media value types, ports. Standard library only."""

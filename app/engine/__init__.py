@@ -1,0 +1,1 @@
+"""The asyncio recorder engine: storage, ingest, RTSP server, simulated camera, runtime."""

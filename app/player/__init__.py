@@ -1,0 +1,1 @@
+"""Decode pipeline for the viewer (arrives with the player issue); no Qt, no engine imports."""

@@ -1,0 +1,1 @@
+"""Benchmarks: each script prints absolute figures and a ratio against a reference run alongside."""
