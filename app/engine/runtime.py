@@ -1,0 +1,334 @@
+"""Composition root of the engine: owns every resource and tears it down in reverse order.
+
+`Engine` is an async context manager: store → users → RTSP server → HTTP server → one
+source + LiveHub + Recorder per configured source → retention sweeper. `run_engine` runs it on
+one asyncio loop in the calling thread (headless) until SIGINT/SIGTERM or a duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from app import __version__
+from app.core.config import EngineConfig, RtspSource, SimcamSource, Source
+from app.core.time import Clock, SystemClock, format_iso
+from app.engine.ingest import Receiver
+from app.engine.live import LiveHub
+from app.engine.recorder import Recorder
+from app.engine.rtsp import LiveResource, RtspServer
+from app.engine.simcam import SimulatedCamera, encode_loop
+from app.engine.storage import RecordingConfig, Store, StoreOptions
+from app.engine.users import UserDirectory
+from app.protocols.rtsp.auth import DigestAuthenticator
+
+log = logging.getLogger(__name__)
+
+REALM = "Custos"
+LIVE_PREFIX = "live/"
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSettings:
+    """Where the engine keeps its data and listens; ports 0 pick free ports."""
+
+    data_dir: Path
+    config: EngineConfig = dataclasses.field(default_factory=EngineConfig)
+    listen: str = "127.0.0.1"
+    rtsp_port: int = 8554
+    http_port: int = 8080
+    ready_file: Path | None = None
+
+
+@dataclasses.dataclass
+class SourceRuntime:
+    """One running source with the hub and recorder it feeds."""
+
+    config: Source
+    hub: LiveHub
+    recorder: Recorder
+    stop: Callable[[], Awaitable[None]]
+    receiver: Receiver | None = None
+    camera: SimulatedCamera | None = None
+
+    def status(self) -> dict[str, Any]:
+        """JSON-able state for /status (never the source URI: it may hold credentials)."""
+        out: dict[str, Any] = {
+            "recording": self.config.recording,
+            "type": self.config.type,
+            "live_subscribers": self.hub.subscribers,
+            "frames": self.hub.frames,
+            "live_dropped_frames": self.hub.dropped_frames,
+        }
+        if self.receiver is not None:
+            st = self.receiver.status
+            out["state"] = st.state.value
+            out["reason"] = st.reason
+            out["since"] = format_iso(st.since_ns)
+        else:
+            out["state"] = "streaming" if self.camera is not None else "stopped"
+        return out
+
+
+class Engine:
+    """The recorder engine; construct, then `async with engine:` starts everything."""
+
+    def __init__(self, settings: EngineSettings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.sources: list[SourceRuntime] = []
+        self.store: Store | None = None
+        self.rtsp: RtspServer | None = None
+        self.users: UserDirectory | None = None
+        self.http_port = 0
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Engine:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        s = self.settings
+        cfg = s.config
+        options = StoreOptions(disk_budget_bytes=cfg.retention.disk_budget_bytes)
+        self.store = await self._stack.enter_async_context(
+            Store(s.data_dir, clock=self.clock, options=options)
+        )
+        for problem in self.store.recovery:
+            log.warning("recovery: %s", problem)
+        self.users = await asyncio.to_thread(UserDirectory.open, s.data_dir)
+        auth = DigestAuthenticator(REALM, self.users.password_of, clock=self.clock)
+        self.rtsp = RtspServer(
+            authenticator=auth, clock=self.clock, session_timeout_s=cfg.rtsp_session_timeout_s
+        )
+        await self.rtsp.start(s.listen, s.rtsp_port)
+        self._stack.push_async_callback(self.rtsp.close)
+        await self._start_http()
+        for source in cfg.sources:
+            await self._start_source(source)
+        sweeper = asyncio.create_task(self._retention_loop(), name="retention")
+        self._stack.push_async_callback(_cancel_and_wait, sweeper)
+        if s.ready_file is not None:
+            await asyncio.to_thread(_write_json_atomic, s.ready_file, self.ready_info())
+        log.info("engine ready: %s", json.dumps(self.ready_info()))
+
+    async def _start_http(self) -> None:
+        app = web.Application(client_max_size=64 * 1024)
+        app.router.add_get("/status", self._http_status)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, self.settings.listen, self.settings.http_port)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound socket only here
+        assert isinstance(server, asyncio.Server)
+        self.http_port = server.sockets[0].getsockname()[1]
+
+    async def _start_source(self, source: Source) -> None:
+        assert self.store is not None and self.rtsp is not None
+        existing = {r.token for r in await self.store.recordings()}
+        if source.recording not in existing:
+            await self.store.create_recording(
+                RecordingConfig(name=source.name or source.recording, content="Custos recording"),
+                token=source.recording,
+            )
+        hub = LiveHub(source.recording)
+        recorder = Recorder(self.store, source.recording)
+        await recorder.open()
+        self._stack.push_async_callback(recorder.close)
+        hub.add_sink(recorder)
+        self.rtsp.mount(LIVE_PREFIX + source.recording, LiveResource(hub, name=source.name))
+        if isinstance(source, SimcamSource):
+            camera = SimulatedCamera(
+                hub,
+                size=source.size,
+                fps=source.fps,
+                audio=source.audio,
+                loop_seconds=source.loop_seconds,
+                clock=self.clock,
+            )
+            await camera.start()
+            runtime = SourceRuntime(source, hub, recorder, camera.stop, camera=camera)
+        else:
+            assert isinstance(source, RtspSource)
+            receiver = Receiver(
+                source.uri, hub, transport=source.transport, clock=self.clock, name=source.recording
+            )
+            receiver.start()
+            runtime = SourceRuntime(source, hub, recorder, receiver.stop, receiver=receiver)
+        # Sources stop before their recorder closes (the stack unwinds in reverse).
+        self._stack.push_async_callback(runtime.stop)
+        self.sources.append(runtime)
+
+    async def _retention_loop(self) -> None:
+        assert self.store is not None
+        interval = self.settings.config.retention.sweep_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                deleted = await self.store.sweep()
+            except Exception:
+                log.exception("retention sweep failed; trying again in %.0f s", interval)
+                continue
+            for seg in deleted:
+                log.info("retention deleted %s", seg)
+
+    def ready_info(self) -> dict[str, Any]:
+        """Service URLs for the ready file and the log."""
+        assert self.rtsp is not None
+        host = _client_host(self.settings.listen)
+        rtsp_base = f"rtsp://{_url_host(host)}:{self.rtsp.port}/"
+        http_base = f"http://{_url_host(host)}:{self.http_port}/"
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "data_dir": str(self.settings.data_dir),
+            "rtsp_url": rtsp_base,
+            "http_url": http_base,
+            "status_url": http_base + "status",
+            "live": {
+                s.config.recording: rtsp_base + LIVE_PREFIX + s.config.recording
+                for s in self.sources
+            },
+        }
+
+    async def _http_status(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "version": __version__,
+                "now": format_iso(self.clock.wall_ns()),
+                "sources": [s.status() for s in self.sources],
+            }
+        )
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _client_host(listen: str) -> str:
+    """The address a local client should use for a listen address (wildcards → loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(listen, listen)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(doc, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `main(stop_event)` on a new loop in this thread; SIGINT/SIGTERM set the event."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await main(stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    asyncio.run(runner())
+
+
+async def _wait(stop: asyncio.Event, duration_s: float | None) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), duration_s)
+
+
+def run_engine(settings: EngineSettings, *, duration_s: float | None = None) -> None:
+    """`custos engine`: run until signalled or `duration_s` elapsed, then shut down cleanly."""
+
+    async def main(stop: asyncio.Event) -> None:
+        async with Engine(settings):
+            await _wait(stop, duration_s)
+        log.info("engine stopped")
+
+    run_until_signalled(main)
+
+
+def run_simcam_server(
+    source: SimcamSource,
+    *,
+    listen: str,
+    port: int,
+    streams: int = 1,
+    duration_s: float | None = None,
+    ready_file: Path | None = None,
+) -> None:
+    """`custos simcam`: serve the simulated camera at /live (or /live1…/liveN) without auth."""
+
+    async def main(stop: asyncio.Event) -> None:
+        clock = SystemClock()
+        async with contextlib.AsyncExitStack() as stack:
+            server = await stack.enter_async_context(RtspServer(clock=clock))
+            await server.start(listen, port)
+            loop = None
+            if source.loop_seconds is not None:
+                loop = await asyncio.to_thread(
+                    encode_loop,
+                    size=source.size,
+                    fps=source.fps,
+                    seconds=source.loop_seconds,
+                    capture_ns=clock.wall_ns(),
+                )
+            urls = []
+            host = _url_host(_client_host(listen))
+            for i in range(streams):
+                path = "live" if streams == 1 else f"live{i + 1}"
+                hub = LiveHub(path)
+                if loop is not None:
+                    camera = SimulatedCamera.from_loop(hub, loop, audio=source.audio, clock=clock)
+                else:
+                    camera = SimulatedCamera(
+                        hub, size=source.size, fps=source.fps, audio=source.audio, clock=clock
+                    )
+                server.mount(path, LiveResource(hub, name=f"Custos simulated camera {i + 1}"))
+                await camera.start()
+                stack.push_async_callback(camera.stop)
+                urls.append(f"rtsp://{host}:{server.port}/{path}")
+            if ready_file is not None:
+                await asyncio.to_thread(
+                    _write_json_atomic, ready_file, {"urls": urls, "pid": os.getpid()}
+                )
+            log.info("simulated camera serving %s", " ".join(urls))
+            await _wait(stop, duration_s)
+
+    run_until_signalled(main)

@@ -1,0 +1,298 @@
+"""Reading recorded media: track extents and slices, frame rows by time, frame bytes, params.
+
+`StoreReader` wraps one read connection; it never writes. The async Store runs it on its read
+threads; tools that work on a stopped store (export, reports) can use it directly through
+`StoreReader.open(data_dir)`. In WAL mode a reader sees the last committed flush and never
+waits for the writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from app.core.errors import NotFoundError, StorageError
+from app.core.media import Codec, CodecParams, TrackKind
+from app.engine.storage import catalog, jobs, layout, media, tokens
+from app.engine.storage.model import (
+    EvidenceLock,
+    FrameRef,
+    Job,
+    Receiver,
+    Recording,
+    Slice,
+    StoredFrame,
+    TrackMedia,
+    params_from_json,
+)
+from app.engine.storage.schema import TIME_SOURCES_BY_CODE, connect, require_current
+
+#: Frame rows returned per page by `frames`; pages keep each read transaction short.
+DEFAULT_PAGE = 256
+MAX_PAGE = 10_000
+
+_FRAME_COLUMNS = (
+    "f.id, s.run_id, f.segment_id, f.file_offset, f.size, f.media_ts, f.wall_ns, f.keyframe, "
+    "f.time_source"
+)
+_FRAME_FROM = "FROM frame f JOIN segment s ON s.id = f.segment_id"
+
+
+def _frame(row: tuple[Any, ...]) -> FrameRef:
+    fid, run_id, seg_id, offset, size, media_ts, wall_ns, key, source = row
+    return FrameRef(
+        fid,
+        run_id,
+        seg_id,
+        offset,
+        size,
+        media_ts,
+        wall_ns,
+        bool(key),
+        TIME_SOURCES_BY_CODE[source],
+    )
+
+
+class StoreReader:
+    """Queries over one connection (use it from one thread at a time)."""
+
+    def __init__(self, conn: sqlite3.Connection, data_dir: Path) -> None:
+        self._conn = conn
+        self._data_dir = data_dir
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, data_dir: Path) -> Iterator[StoreReader]:
+        """A reader on its own read-only connection, for tools outside the engine."""
+        conn = connect(layout.require_data_dir(data_dir), readonly=True)
+        try:
+            require_current(conn)
+            yield cls(conn, data_dir)
+        finally:
+            conn.close()
+
+    # ---------------------------------------------------------------- catalog
+
+    def recordings(self) -> list[Recording]:
+        return catalog.list_recordings(self._conn)
+
+    def recording(self, token: str) -> Recording:
+        return catalog.get_recording(self._conn, token)
+
+    def receivers(self) -> list[Receiver]:
+        return jobs.list_receivers(self._conn)
+
+    def receiver(self, token: str) -> Receiver:
+        return jobs.get_receiver(self._conn, token)
+
+    def jobs(self) -> list[Job]:
+        return jobs.list_jobs(self._conn)
+
+    def job(self, token: str) -> Job:
+        return jobs.get_job(self._conn, token)
+
+    def evidence_locks(self, recording: str | None = None) -> list[EvidenceLock]:
+        sql = (
+            "SELECT l.id, r.token, l.start_ns, l.end_ns, l.reason, l.created_ns "
+            "FROM evidence_lock l JOIN recording r ON r.id = l.recording_id"
+        )
+        args: tuple[object, ...] = ()
+        if recording is not None:
+            sql += " WHERE r.id = ?"
+            args = (tokens.recording_id(self._conn, recording),)
+        return [EvidenceLock(*row) for row in self._conn.execute(sql + " ORDER BY l.id", args)]
+
+    # ---------------------------------------------------------------- extents
+
+    def track_media(self, recording: str | None = None) -> list[TrackMedia]:
+        """Extent, counts and slices of every track (of one recording, or of all)."""
+        sql = (
+            "SELECT r.token, t.token, t.kind, t.id FROM track t JOIN recording r "
+            "ON r.id = t.recording_id"
+        )
+        args: tuple[object, ...] = ()
+        if recording is not None:
+            sql += " WHERE r.id = ?"
+            args = (tokens.recording_id(self._conn, recording),)
+        tracks = self._conn.execute(sql + " ORDER BY r.id, t.id", args).fetchall()
+        return [self._track_media(rec, tok, TrackKind(kind), tid) for rec, tok, kind, tid in tracks]
+
+    def _track_media(
+        self, recording: str, track: str, kind: TrackKind, track_id: int
+    ) -> TrackMedia:
+        # One read transaction, so that slices and the codec describe the same moment.
+        with _snapshot(self._conn):
+            rows = self._conn.execute(
+                "SELECT run_id, seq, start_ns, end_ns, frame_count, length FROM segment "
+                "WHERE track_id = ? AND frame_count > 0 ORDER BY run_id, seq",
+                (track_id,),
+            ).fetchall()
+            codec_row = self._conn.execute(
+                "SELECT p.json FROM run r JOIN codec_params p ON p.id = r.params_id "
+                "WHERE r.track_id = ? ORDER BY r.id DESC LIMIT 1",
+                (track_id,),
+            ).fetchone()
+        slices: list[Slice] = []
+        prev: tuple[int, int] | None = None
+        for run_id, seq, start, end, count, _length in rows:
+            if prev == (run_id, seq - 1):  # the next segment of the same run: no interruption
+                last = slices[-1]
+                slices[-1] = Slice(run_id, last.start_ns, end, last.frame_count + count)
+            else:
+                slices.append(Slice(run_id, start, end, count))
+            prev = (run_id, seq)
+        slices.sort(key=lambda s: (s.start_ns, s.run_id))
+        codec: Codec | None = None
+        if codec_row is not None and slices:
+            codec = params_from_json(codec_row[0]).codec
+        return TrackMedia(
+            recording,
+            track,
+            kind,
+            codec,
+            min((s.start_ns for s in slices), default=None),
+            max((s.end_ns for s in slices), default=None),
+            sum(s.frame_count for s in slices),
+            sum(r[5] - layout.HEADER_SIZE for r in rows),
+            tuple(slices),
+        )
+
+    # ---------------------------------------------------------------- frames
+
+    def _track_id(self, recording: str, track: str) -> int:
+        return tokens.track_row(self._conn, recording, track)[1]
+
+    def frames(
+        self,
+        recording: str,
+        track: str,
+        start_ns: int,
+        end_ns: int,
+        *,
+        after: FrameRef | None = None,
+        limit: int = DEFAULT_PAGE,
+    ) -> list[FrameRef]:
+        """Frames with start_ns ≤ wall_ns < end_ns in (wall_ns, id) order, after `after`."""
+        limit = max(1, min(limit, MAX_PAGE))
+        after_key = (after.wall_ns, after.id) if after is not None else (start_ns, -1)
+        rows = self._conn.execute(
+            f"SELECT {_FRAME_COLUMNS} {_FRAME_FROM} WHERE f.track_id = ? AND f.wall_ns >= ? "
+            "AND f.wall_ns < ? AND (f.wall_ns, f.id) > (?, ?) ORDER BY f.wall_ns, f.id LIMIT ?",
+            (self._track_id(recording, track), start_ns, end_ns, *after_key, limit),
+        ).fetchall()
+        return [_frame(row) for row in rows]
+
+    def frame(self, frame_id: int) -> FrameRef:
+        row = self._conn.execute(
+            f"SELECT {_FRAME_COLUMNS} {_FRAME_FROM} WHERE f.id = ?", (frame_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no frame {frame_id} (deleted by retention?)")
+        return _frame(row)
+
+    def keyframe_at_or_before(self, recording: str, track: str, wall_ns: int) -> FrameRef | None:
+        """The newest keyframe with wall_ns ≤ the given time (where decoding can start)."""
+        row = self._conn.execute(
+            f"SELECT {_FRAME_COLUMNS} {_FRAME_FROM} WHERE f.track_id = ? AND f.keyframe = 1 "
+            "AND f.wall_ns <= ? ORDER BY f.wall_ns DESC, f.id DESC LIMIT 1",
+            (self._track_id(recording, track), wall_ns),
+        ).fetchone()
+        return _frame(row) if row is not None else None
+
+    def first_frame(self, recording: str, track: str) -> FrameRef | None:
+        return self._edge_frame(recording, track, "ASC")
+
+    def last_frame(self, recording: str, track: str) -> FrameRef | None:
+        return self._edge_frame(recording, track, "DESC")
+
+    def _edge_frame(self, recording: str, track: str, order: str) -> FrameRef | None:
+        row = self._conn.execute(
+            f"SELECT {_FRAME_COLUMNS} {_FRAME_FROM} WHERE f.track_id = ? "
+            f"ORDER BY f.wall_ns {order}, f.id {order} LIMIT 1",
+            (self._track_id(recording, track),),
+        ).fetchone()
+        return _frame(row) if row is not None else None
+
+    def params_for_frame(self, ref: FrameRef) -> CodecParams:
+        """The codec parameters in force at this frame (the latest change at or before it)."""
+        row = self._conn.execute(
+            "SELECT p.json FROM param_change c JOIN codec_params p ON p.id = c.params_id "
+            "WHERE c.run_id = ? AND c.frame_id <= ? ORDER BY c.frame_id DESC LIMIT 1",
+            (ref.run_id, ref.id),
+        ).fetchone()
+        if row is None:
+            row = self._conn.execute(
+                "SELECT p.json FROM run r JOIN codec_params p ON p.id = r.params_id WHERE r.id = ?",
+                (ref.run_id,),
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no run {ref.run_id} (deleted by retention?)")
+        return params_from_json(row[0])
+
+    # ---------------------------------------------------------------- bytes
+
+    def read_data(self, refs: list[FrameRef]) -> list[bytes]:
+        """The stored bytes of each frame, exactly as appended."""
+        if not refs:
+            return []
+        seg_ids = sorted({r.segment_id for r in refs})
+        marks = ",".join("?" * len(seg_ids))
+        paths = dict(
+            self._conn.execute(
+                f"SELECT s.id, {media.segment_path_sql()} FROM segment s JOIN track t "
+                f"ON t.id = s.track_id WHERE s.id IN ({marks})",
+                seg_ids,
+            ).fetchall()
+        )
+        out: list[bytes] = []
+        fds: dict[int, int] = {}
+        try:
+            for ref in refs:
+                fd = fds.get(ref.segment_id)
+                if fd is None:
+                    fd = fds[ref.segment_id] = self._open_segment(ref, paths.get(ref.segment_id))
+                data = os.pread(fd, ref.size, ref.offset)
+                if len(data) != ref.size:
+                    raise StorageError(
+                        f"segment {paths[ref.segment_id]} ends inside frame {ref.id} "
+                        f"({len(data)} of {ref.size} bytes); run `custos check`"
+                    )
+                out.append(data)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        return out
+
+    def _open_segment(self, ref: FrameRef, relpath: str | None) -> int:
+        if relpath is None:
+            raise NotFoundError(f"frame {ref.id} is gone (deleted by retention?)")
+        try:
+            return os.open(self._data_dir / relpath, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFoundError(f"segment file {relpath} is gone (deleted by retention?)") from None
+
+    def frames_with_data(
+        self,
+        recording: str,
+        track: str,
+        start_ns: int,
+        end_ns: int,
+        *,
+        after: FrameRef | None = None,
+        limit: int = DEFAULT_PAGE,
+    ) -> list[StoredFrame]:
+        refs = self.frames(recording, track, start_ns, end_ns, after=after, limit=limit)
+        return [StoredFrame(r, d) for r, d in zip(refs, self.read_data(refs), strict=True)]
+
+
+@contextlib.contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
