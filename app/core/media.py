@@ -62,7 +62,7 @@ class TimeSource(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CodecParams:
-    """Everything needed to decode or re-packetize one track; a change starts a new run."""
+    """Everything needed to decode or re-packetize one track; the store records each change."""
 
     codec: Codec
     clock_rate: int

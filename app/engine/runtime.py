@@ -118,8 +118,6 @@ class Engine:
         self.store = await self._stack.enter_async_context(
             Store(s.data_dir, clock=self.clock, options=options)
         )
-        for problem in self.store.recovery:
-            log.warning("recovery: %s", problem)
         self.users = await asyncio.to_thread(UserDirectory.open, s.data_dir)
         auth = DigestAuthenticator(REALM, self.users.password_of, clock=self.clock)
         self.rtsp = RtspServer(

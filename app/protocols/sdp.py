@@ -336,17 +336,11 @@ def _parse_origin(value: str) -> Origin:
     fields = value.split()
     if len(fields) > 6:
         fields = [" ".join(fields[:-5]), *fields[-5:]]
-    defaults = Origin()
-    names = [f.name for f in dataclasses.fields(Origin)]
-    values = {
-        name: fields[i] if i < len(fields) else getattr(defaults, name)
-        for i, name in enumerate(names)
-    }
-    return Origin(**values)
+    return Origin(*fields)
 
 
 def _payload_type(fmt: str) -> int:
-    if not fmt.isdigit() or int(fmt) > 127:
+    if not (fmt.isascii() and fmt.isdigit()) or int(fmt) > 127:
         raise SdpError(f"format {fmt!r} is not an RTP payload type 0..127")
     return int(fmt)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import av
+from av.video.codeccontext import VideoCodecContext
 
 from app.core.errors import CustosError
 from app.engine.storage import StoredFrame, StoreReader
@@ -33,7 +35,7 @@ def decode_stamps(frames: list[StoredFrame], codec: str = "h264") -> list[Stamp 
     Decoding starts at the first keyframe of every run, as a player would; frames are decoded
     one by one so that the i-th result belongs to the i-th stored frame (no B-frames).
     """
-    ctx = av.CodecContext.create(codec, "r")
+    ctx = cast(VideoCodecContext, av.CodecContext.create(codec, "r"))
     stamps: list[Stamp | None] = []
     for frame in frames:
         packet = av.Packet(length_prefixed_to_annexb(frame.data))

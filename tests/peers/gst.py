@@ -77,7 +77,7 @@ def check_peer_runtime() -> None:
     )
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
-        raise PeerUnavailable(f"GStreamer RTSP server bindings are missing ({last}); {INSTALL_HINT}")
+        raise PeerUnavailable(f"GStreamer RTSP bindings are missing ({last}); {INSTALL_HINT}")
     if probe.stdout.strip():
         raise PeerUnavailable(f"GStreamer elements missing: {probe.stdout.strip()}; {INSTALL_HINT}")
 
@@ -92,6 +92,8 @@ class GstRtspPeer:
         self.info: dict[str, Any] = {}
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
+        #: Exit status of the last process (None while running or before the first start).
+        self.returncode: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -110,7 +112,8 @@ class GstRtspPeer:
         argv = [SYSTEM_PYTHON, str(SCRIPT), "--port", str(self.port)]
         if self.auth is not None:
             argv += ["--auth", f"{self.auth[0]}:{self.auth[1]}", "--auth-method", self.auth_method]
-        self._stderr = tempfile.TemporaryFile()
+        # Kept open for the life of the process (closed in _reap), so no context manager.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self._process = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
         )
@@ -165,9 +168,19 @@ class GstRtspPeer:
             self._process.kill()
         self._reap()
 
+    def terminate(self) -> None:
+        """SIGTERM: the peer shuts down cleanly."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+            self._reap()
+
     def _reap(self) -> None:
         assert self._process is not None
-        self._process.wait()
+        self.returncode = self._process.wait()
         for stream in (self._process.stdin, self._process.stdout, self._stderr):
             if stream is not None:
                 stream.close()

@@ -10,14 +10,15 @@ could carry a credential reaches the log.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aiortsp.rtsp.connection import RTSPConnection
-from aiortsp.rtsp.parser import HTTPLikeMsg, RTSPBinary
+from aiortsp.rtsp.parser import HTTPLikeMsg, RTSPMessage, RTSPParser, RTSPRequest, RTSPResponse
 
 from app.core.errors import CustosError, PeerError
 from app.engine.ingest.url import SourceUrl
@@ -48,6 +49,68 @@ wire_log = logging.getLogger("app.engine.ingest.wire")
 wire_log.addFilter(_RedactCredentials())
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class InterleavedFrame:
+    """One `$` frame of the connection (RFC 2326 §10.12): RTP or RTCP of a channel."""
+
+    id: int
+    data: bytes
+    type: str = "binary"
+
+
+_STARTS = (b"RTSP/", *RTSPRequest.CLIENT_REQUESTS)
+
+
+class _Parser(RTSPParser):  # type: ignore[misc]  # aiortsp is untyped
+    """Splits the byte stream into interleaved frames and RTSP messages.
+
+    Differs from aiortsp's splitter in two ways. Interleaved frames are cut out by offset, not
+    by re-concatenating the rest of the chunk for every frame (quadratic in the chunk size).
+    And a chunk ending in "R" waits for more bytes: aiortsp takes any prefix of a request
+    method for a request, so a response whose "RTSP" TCP split after the "R" (RECORD and
+    REDIRECT start with R too) would be parsed as a request and its answer lost.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending_msg: Any = None
+        self._prev_data = b""
+
+    def parse(self, data: bytes) -> Iterator[RTSPMessage | InterleavedFrame]:
+        buf = self._prev_data + data if self._prev_data else bytes(data)
+        self._prev_data = b""
+        pos, size = 0, len(buf)
+        while pos < size:
+            if self.pending_msg is not None:
+                rest, done = self.pending_msg.feed(buf[pos:] if pos else buf)
+                if not done:
+                    return  # the message keeps what it has not used yet
+                yield self.pending_msg
+                self.pending_msg = None
+                buf, pos, size = rest, 0, len(rest)
+                continue
+            if buf[pos] == 0x24:  # '$'
+                if size - pos < 4:
+                    break
+                end = pos + 4 + (buf[pos + 2] << 8 | buf[pos + 3])
+                if end > size:
+                    break
+                yield InterleavedFrame(buf[pos + 1], buf[pos + 4 : end])
+                pos = end
+            elif buf.startswith(b"\r\n", pos):
+                pos += 2
+            elif buf.startswith(b"RTSP/", pos):
+                self.pending_msg = RTSPResponse()
+            elif buf.startswith(RTSPRequest.CLIENT_REQUESTS, pos):
+                self.pending_msg = RTSPRequest()
+            else:
+                head = buf[pos : pos + 16]
+                if head == b"\r" or any(start.startswith(head) for start in _STARTS):
+                    break  # too short to tell what comes
+                raise ValueError(f"unexpected bytes {head!r}")
+        self._prev_data = buf[pos:]
+
+
 def _retrieve(future: asyncio.Future[Any]) -> None:
     # The outcome is read by whoever awaits `closed`; reading it here too keeps asyncio from
     # reporting "exception was never retrieved" when a run ends before anyone awaited it.
@@ -76,6 +139,7 @@ class IngestConnection(RTSPConnection):  # type: ignore[misc]  # aiortsp is unty
             timeout=timeout,
         )
         self.on_interleaved = on_interleaved
+        self.parser = _Parser()
         self.closed: asyncio.Future[Any] = self.result
         self.closed.add_done_callback(_retrieve)
 
@@ -101,15 +165,15 @@ class IngestConnection(RTSPConnection):  # type: ignore[misc]  # aiortsp is unty
     def data_received(self, data: bytes) -> None:
         try:
             for message in self.parser.parse(data):
-                kind = message.type
-                if kind == "binary":
-                    self._on_frame(message)
-                elif kind == "response":
+                if isinstance(message, InterleavedFrame):
+                    if self.on_interleaved is not None:
+                        self.on_interleaved(message.id, message.data)
+                elif message.type == "response":
                     waiter = self.active_requests.get(message.cseq)
                     if waiter is not None and not waiter.done():
                         waiter.set_result(message)
-                elif kind == "request":
-                    self.on_request(message)
+                else:
+                    self.on_request(message)  # aiortsp answers 551: cameras need none of ours
             self._check_limits()
         except CustosError as exc:
             self.abort(exc)
@@ -117,10 +181,6 @@ class IngestConnection(RTSPConnection):  # type: ignore[misc]  # aiortsp is unty
             self.abort(
                 PeerError(f"malformed RTSP data from the camera ({type(exc).__name__}: {exc})")
             )
-
-    def _on_frame(self, frame: RTSPBinary) -> None:
-        if self.on_interleaved is not None:
-            self.on_interleaved(frame.id, frame.data)
 
     def _check_limits(self) -> None:
         pending = self.parser.pending_msg

@@ -184,12 +184,14 @@ class Receiver:
 
     def start(self) -> None:
         """Run the supervised loop in a task of the running loop; `stop` ends it."""
-        if self._running:
+        if self._running or (self._task is not None and not self._task.done()):
             raise ConflictError(f"receiver {self.name} is already running")
         self._task = asyncio.get_running_loop().create_task(self.run(), name=f"ingest {self.name}")
 
     async def stop(self) -> None:
         """End the loop: the current run is torn down and the sink told; returns when done."""
+        if not self._running and self._task is None:
+            return  # nothing to stop; a later start must not find a stale stop request
         self._stop.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)

@@ -48,10 +48,10 @@ class ReorderBuffer:
             if _SEQ_MOD - ahead <= MAX_MISORDER:
                 self.late += 1
                 return out
-            out = self.flush()
+            out, ahead = self.flush(), 0
             self._next = seq
         elif ahead > MAX_DROPOUT:
-            out = self.flush()
+            out, ahead = self.flush(), 0
             self._next = seq
         elif seq in self._held:
             self.duplicates += 1

@@ -235,6 +235,7 @@ class Flusher:
         return int(row[0])
 
     def _start_run(self, state: _TrackState, params: CodecParams) -> None:
+        self._structural()
         params_id = self._params_id(params)
         cur = self._conn.execute(
             "INSERT INTO run (track_id, params_id, open, started_ns) VALUES (?, ?, 1, ?)",

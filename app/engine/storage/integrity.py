@@ -71,6 +71,9 @@ class CheckReport:
     live: bool
     repair: bool
     deep: bool
+    #: The last owner did not close the store (a crash): open runs and unindexed tails are
+    #: expected and are what the engine's recovery (or repair) puts right.
+    unclean_shutdown: bool = False
     recordings: int = 0
     tracks: int = 0
     runs: int = 0
@@ -112,6 +115,11 @@ class CheckReport:
             where = f" {p.path}" if p.path else ""
             state = " [repaired]" if p.repaired else ""
             lines.append(f"  {p.kind}{where}: {p.detail}{state}")
+        if self.unclean_shutdown and not self.repair:
+            lines.append(
+                "  (the store was not closed cleanly: opening it in the engine, or --repair, "
+                "recovers what a crash leaves)"
+            )
         if self.ok:
             lines.append("no problems found")
         elif self.repaired_ok:
@@ -249,7 +257,13 @@ def _verify_segment(
 
 
 def _apply(conn: sqlite3.Connection, data_dir: Path, seg: _Segment, fix: _Fix, seal: bool) -> None:
-    """Carry out a fix: index changes first, then the file shrinks to what the index covers."""
+    """Carry out a fix: the file shrinks first, then the index changes.
+
+    In this order no remaining row ever points past the file, and a segment is never sealed
+    with a tail that only recovery of unsealed segments would have removed.
+    """
+    if fix.truncate_to is not None and not fix.delete_segment:
+        layout.truncate_durably(data_dir / seg.relpath, fix.truncate_to)
     with transaction(conn):
         if fix.delete_segment:
             media.discard_segments(conn, [seg.id])
@@ -263,8 +277,6 @@ def _apply(conn: sqlite3.Connection, data_dir: Path, seg: _Segment, fix: _Fix, s
                 )
             if seal:
                 conn.execute("UPDATE segment SET sealed = 1 WHERE id = ?", (seg.id,))
-    if fix.truncate_to is not None and not fix.delete_segment:
-        layout.truncate_durably(data_dir / seg.relpath, fix.truncate_to)
 
 
 def _repaired(problems: list[Problem], fix: _Fix) -> list[Problem]:
@@ -331,9 +343,9 @@ def check(data_dir: Path, repair: bool = False, *, deep: bool = False) -> CheckR
     """
     db = layout.require_data_dir(data_dir)
     lock = layout.DirLock(data_dir)
-    live = False
+    live = unclean = False
     try:
-        lock.acquire()
+        unclean = lock.acquire()
     except ConflictError as exc:
         if repair:
             raise ConflictError(f"{exc.message}; stop it before repairing") from None
@@ -342,7 +354,7 @@ def check(data_dir: Path, repair: bool = False, *, deep: bool = False) -> CheckR
         conn = connect(db, readonly=live)
         try:
             require_current(conn)
-            report = CheckReport(str(data_dir), live, repair, deep)
+            report = CheckReport(str(data_dir), live, repair, deep, unclean)
             _check_all(conn, data_dir, report, repair and not live)
         finally:
             conn.close()
@@ -443,8 +455,8 @@ def _check_orphans(
         for name in sorted(filenames):
             path = Path(dirpath) / name
             rel = path.relative_to(data_dir).as_posix()
-            if _is_known(conn, rel):
-                continue
+            if _is_known(conn, rel) or (report.live and not path.exists()):
+                continue  # (live: retention removed it while we looked)
             report.problems.append(
                 Problem(ORPHAN_FILE, "file belongs to no segment", rel, repaired=repair)
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
+import itertools
 import json
 from typing import Any
 
@@ -207,7 +208,7 @@ class TrackMedia:
     @property
     def gaps(self) -> list[tuple[int, int]]:
         """(end of one slice, start of the next) for every interruption, oldest first."""
-        return [(a.end_ns, b.start_ns) for a, b in zip(self.slices, self.slices[1:], strict=False)]
+        return [(a.end_ns, b.start_ns) for a, b in itertools.pairwise(self.slices)]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

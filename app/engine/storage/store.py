@@ -157,14 +157,16 @@ class Store:
         assert self._wake is not None and self._flush_task is not None
         self._state = "stopping"
         self._wake.set()
-        await self._flush_task
-        if self._reads:
-            await asyncio.wait(self._reads)
         try:
-            await self._on_write_thread(self._close_sync)
+            await self._flush_task
+            if self._reads:
+                await asyncio.wait(self._reads)
         finally:
-            self._shutdown_pools()
-            self._state = "closed"
+            try:
+                await self._on_write_thread(self._close_sync)
+            finally:
+                self._shutdown_pools()
+                self._state = "closed"
 
     def _close_sync(self) -> None:
         # Readers first: the last connection to close checkpoints the WAL into the index.
@@ -478,9 +480,12 @@ class Store:
 
     # ---------------------------------------------------------------- retention
 
-    async def sweep(self) -> list[DeletedSegment]:
-        """Apply MaximumRetentionTime and the disk budget now; returns what was deleted."""
-        budget = self.options.disk_budget_bytes
+    async def sweep(self, *, budget_bytes: int | None = None) -> list[DeletedSegment]:
+        """Apply MaximumRetentionTime and the disk budget now; returns what was deleted.
+
+        `budget_bytes` overrides `options.disk_budget_bytes` (0 = no budget).
+        """
+        budget = self.options.disk_budget_bytes if budget_bytes is None else budget_bytes
         return await self._write(retention.sweep, self.data_dir, self._clock.wall_ns(), budget)
 
     async def add_evidence_lock(

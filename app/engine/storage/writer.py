@@ -22,6 +22,8 @@ from app.engine.storage.model import StoreOptions, WriterStats
 log = logging.getLogger(__name__)
 
 OVERLOAD_REASON = "storage overload: the disk could not keep up, frames were dropped"
+#: Times are stored as SQLite INTEGERs (signed 64-bit); wall_ns reaches this in year 2262.
+_INT64 = range(-(1 << 63), 1 << 63)
 
 
 class TrackWriter:
@@ -86,6 +88,11 @@ class TrackWriter:
             raise ConfigError(
                 f"{params.codec.value} data cannot go into {self.kind.value} track "
                 f"{self.recording}/{self.track}"
+            )
+        if unit.wall_ns not in _INT64 or unit.media_ts not in _INT64:
+            raise ConfigError(
+                f"{self.recording}/{self.track}: times out of the 64-bit range "
+                f"(wall_ns={unit.wall_ns}, media_ts={unit.media_ts})"
             )
         size = len(unit.data)
         if not self._admit(unit, size):

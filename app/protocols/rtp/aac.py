@@ -43,21 +43,10 @@ AOT_PS = 29
 _AOT_ESCAPE = 31
 #: Object types whose config is a GASpecificConfig (it carries the 960/1024 frame length flag).
 _GA_OBJECT_TYPES = frozenset({1, 2, 3, 4, 6, 7, 17, 19, 20, 21, 22, 23})
+#: samplingFrequencyIndex -> Hz (index 15 escapes to an explicit 24-bit rate).
 SAMPLE_RATES = (
-    96000,
-    88200,
-    64000,
-    48000,
-    44100,
-    32000,
-    24000,
-    22050,
-    16000,
-    12000,
-    11025,
-    8000,
-    7350,
-)
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+)  # fmt: skip
 _RATE_ESCAPE = 15
 #: channelConfiguration -> channel count (0 means "in a program config element": unknown here).
 _CHANNELS = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 8, 11: 7, 12: 8, 14: 8}
@@ -194,6 +183,8 @@ class AuHeaderLayout:
 def _frame_duration(params: CodecParams, frame_length: int | None) -> int:
     """RTP timestamp units per AU: the frame length scaled from the core rate to the clock."""
     if frame_length is not None:
+        if frame_length <= 0:
+            raise ConfigError(f"AAC frame length {frame_length} must be positive")
         return frame_length
     if not params.audio_config:
         return AAC_FRAME_SAMPLES
@@ -298,8 +289,9 @@ class AacDepacketizer:
         units = []
         pos = data_start
         for size, index in headers:
-            timestamp = (packet.timestamp + index * self.frame_length) & 0xFFFF_FFFF
-            units.append(DepacketizedUnit(payload[pos : pos + size], timestamp, keyframe=True))
+            if size:  # an empty AU carries nothing to store
+                timestamp = (packet.timestamp + index * self.frame_length) & 0xFFFF_FFFF
+                units.append(DepacketizedUnit(payload[pos : pos + size], timestamp, keyframe=True))
             pos += size
         return units
 
@@ -321,13 +313,12 @@ class AacDepacketizer:
             )
         pending.parts.append(data)
         pending.next_sequence = (pending.next_sequence + 1) & 0xFFFF
-        if not packet.marker:
-            return []
-        self._fragments = None
-        if pending.received < pending.au_size:
-            self.lost_units += 1  # a middle fragment went missing without a sequence gap
-            return []
-        return [DepacketizedUnit(b"".join(pending.parts), pending.timestamp, keyframe=True)]
+        if pending.received == pending.au_size:  # complete, even if a sender forgot the marker
+            self._fragments = None
+            return [DepacketizedUnit(b"".join(pending.parts), pending.timestamp, keyframe=True)]
+        if packet.marker:  # a middle fragment went missing without a sequence gap
+            self._lose(pending.timestamp, marker=True)
+        return []
 
     def _parse_headers(self, payload: bytes) -> tuple[list[tuple[int, int]], int]:
         """[(AU size, AU offset in frames from the packet timestamp)], start of the AU data."""

@@ -56,6 +56,9 @@ class PayloadChunk:
 
     payload: bytes
     marker: bool
+    #: Added to the unit's RTP timestamp for this payload: non-zero only for audio units split
+    #: over several packets (G.711), where each packet's timestamp is that of its first sample.
+    ts_offset: int = 0
 
 
 class Packetizer(Protocol):

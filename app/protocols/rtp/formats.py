@@ -11,8 +11,9 @@ import binascii
 import dataclasses
 import logging
 
-from app.core.media import Codec, CodecParams
+from app.core.media import Codec, CodecParams, TrackKind
 from app.formats.h26x import H26xError, syntax_for
+from app.protocols.rtp.aac import AacDepacketizer, AacPacketizer
 from app.protocols.rtp.codec import (
     DEFAULT_MAX_PAYLOAD,
     DepacketizedUnit,
@@ -21,12 +22,14 @@ from app.protocols.rtp.codec import (
     Packetizer,
     PayloadChunk,
 )
+from app.protocols.rtp.g711 import G711Depacketizer, G711Packetizer
 from app.protocols.rtp.h26x import (
     H264Depacketizer,
     H264Packetizer,
     H265Depacketizer,
     H265Packetizer,
 )
+from app.protocols.rtp.jpeg import JpegDepacketizer, JpegPacketizer
 from app.protocols.rtp.packet import RtpPacket
 from app.protocols.sdp import MediaDescription, SdpError
 
@@ -46,7 +49,11 @@ AAC_HBR_FIELDS = {"sizelength": "13", "indexlength": "3", "indexdeltalength": "3
 _ENCODINGS = {codec.value: codec for codec in Codec}
 # Encoding names as written in a=rtpmap (RFC names; ONVIF spells metadata in lower case).
 _RTPMAP_NAMES = {Codec.METADATA: "vnd.onvif.metadata"}
-_MEDIA_TYPES = {"Video": "video", "Audio": "audio", "Metadata": "application"}
+_MEDIA_TYPES = {
+    TrackKind.VIDEO: "video",
+    TrackKind.AUDIO: "audio",
+    TrackKind.METADATA: "application",
+}
 
 
 class UnsupportedEncodingError(SdpError):
@@ -95,7 +102,7 @@ def sdp_media_for(params: CodecParams, payload_type: int, control: str) -> Media
     codec = params.codec
     name = _RTPMAP_NAMES.get(codec, codec.value)
     rtpmap = f"{payload_type} {name}/{params.clock_rate}"
-    if codec is Codec.AAC or (codec.kind.value == "Audio" and params.channels > 1):
+    if codec is Codec.AAC or (codec.kind is TrackKind.AUDIO and params.channels > 1):
         rtpmap += f"/{max(params.channels, 1)}"
     attributes: list[tuple[str, str | None]] = [("rtpmap", rtpmap)]
     fmtp = _fmtp_for(params)
@@ -105,7 +112,7 @@ def sdp_media_for(params: CodecParams, payload_type: int, control: str) -> Media
         attributes.append(("framesize", f"{payload_type} {params.width}-{params.height}"))
     attributes.append(("control", control))
     return MediaDescription(
-        media=_MEDIA_TYPES[codec.kind.value],
+        media=_MEDIA_TYPES[codec.kind],
         port=0,
         proto="RTP/AVP",
         formats=(str(payload_type),),
@@ -115,37 +122,33 @@ def sdp_media_for(params: CodecParams, payload_type: int, control: str) -> Media
 
 def depacketizer_for(params: CodecParams) -> Depacketizer:
     """A new depacketizer for one RTP stream of `params`."""
-    from app.protocols.rtp import aac, g711, jpeg
-
     codec = params.codec
     if codec is Codec.H264:
         return H264Depacketizer(params)
     if codec is Codec.H265:
         return H265Depacketizer(params)
     if codec is Codec.JPEG:
-        return jpeg.JpegDepacketizer(params)
+        return JpegDepacketizer(params)
     if codec is Codec.AAC:
-        return aac.AacDepacketizer(params)
+        return AacDepacketizer(params)
     if codec in (Codec.PCMU, Codec.PCMA):
-        return g711.G711Depacketizer(params)
+        return G711Depacketizer(params)
     return MetadataDepacketizer(params)
 
 
 def packetizer_for(params: CodecParams, max_payload: int = DEFAULT_MAX_PAYLOAD) -> Packetizer:
     """A new packetizer producing payloads of at most `max_payload` bytes for `params`."""
-    from app.protocols.rtp import aac, g711, jpeg
-
     codec = params.codec
     if codec is Codec.H264:
         return H264Packetizer(params, max_payload)
     if codec is Codec.H265:
         return H265Packetizer(params, max_payload)
     if codec is Codec.JPEG:
-        return jpeg.JpegPacketizer(params, max_payload)
+        return JpegPacketizer(params, max_payload)
     if codec is Codec.AAC:
-        return aac.AacPacketizer(params, max_payload)
+        return AacPacketizer(params, max_payload)
     if codec in (Codec.PCMU, Codec.PCMA):
-        return g711.G711Packetizer(params, max_payload)
+        return G711Packetizer(params, max_payload)
     return MetadataPacketizer(params, max_payload)
 
 
@@ -161,42 +164,52 @@ class MetadataDepacketizer:
         self._timestamp: int | None = None
         self._damaged = False
         self._last_seq: int | None = None
+        # Units completed by a packet that then raised wait here for the next push or flush.
+        self._ready: list[DepacketizedUnit] = []
 
     def push(self, packet: RtpPacket) -> list[DepacketizedUnit]:
-        out: list[DepacketizedUnit] = []
-        in_order = self._last_seq is None or packet.sequence == (self._last_seq + 1) & 0xFFFF
-        self._last_seq = packet.sequence
+        last, self._last_seq = self._last_seq, packet.sequence
+        if last == packet.sequence:
+            return []  # duplicate
         if self._timestamp is not None and packet.timestamp != self._timestamp:
-            out.extend(self._finish(complete=False))
-        if not in_order and self._timestamp is not None:
+            self._finish(complete=False)
+        if last is not None and packet.sequence != (last + 1) & 0xFFFF:
+            # The lost packets may have been this document's beginning: half an XML
+            # document is noise, so the document this packet belongs to is dropped.
             self._damaged = True
         self._timestamp = packet.timestamp
-        self._size += len(packet.payload)
-        if self._size > MAX_METADATA_BYTES:
-            self._damaged = True
-            self._parts.clear()
-            raise DepacketizeError(
-                f"metadata document exceeds MAX_METADATA_BYTES={MAX_METADATA_BYTES}"
-            )
         if not self._damaged:
+            self._size += len(packet.payload)
+            if self._size > MAX_METADATA_BYTES:
+                self._damaged = True
+                self._parts.clear()
+                if packet.marker:
+                    self._finish(complete=True)
+                raise DepacketizeError(
+                    f"metadata document exceeds MAX_METADATA_BYTES={MAX_METADATA_BYTES}"
+                )
             self._parts.append(packet.payload)
         if packet.marker:
-            out.extend(self._finish(complete=True))
-        return out
+            self._finish(complete=True)
+        ready, self._ready = self._ready, []
+        return ready
 
     def flush(self) -> list[DepacketizedUnit]:
-        return self._finish(complete=False)
+        """Drop a pending document (without its marker it may lack its tail)."""
+        if self._timestamp is not None:
+            self._finish(complete=False)
+        ready, self._ready = self._ready, []
+        return ready
 
-    def _finish(self, *, complete: bool) -> list[DepacketizedUnit]:
+    def _finish(self, *, complete: bool) -> None:
         parts, timestamp, damaged = self._parts, self._timestamp, self._damaged
         self._parts, self._size, self._timestamp, self._damaged = [], 0, None, False
         if timestamp is None:
-            return []
+            return
         if damaged or not complete:
-            # A document without its marker may lack its tail; half an XML document is noise.
             self.lost_units += 1
-            return []
-        return [DepacketizedUnit(b"".join(parts), timestamp, keyframe=True)]
+            return
+        self._ready.append(DepacketizedUnit(b"".join(parts), timestamp, keyframe=True))
 
 
 class MetadataPacketizer:

@@ -43,9 +43,8 @@ class G711Depacketizer:
 class G711Packetizer:
     """Splits G.711 samples into payloads of at most `max_payload` bytes on sample boundaries.
 
-    Every chunk stands on its own, so chunk k must go out with the unit's RTP timestamp plus
-    (bytes in chunks before k) / channels. The marker bit stays clear: for audio it flags the
-    start of a talkspurt (RFC 3551 §4.1), and a recorded stream plays continuously.
+    Every chunk stands on its own: its `ts_offset` is the number of samples before it. The
+    marker bit stays clear: for audio it flags the start of a talkspurt (RFC 3551 §4.1), and a recorded stream plays continuously.
     """
 
     def __init__(self, params: CodecParams, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
@@ -58,5 +57,8 @@ class G711Packetizer:
             raise ConfigError(f"G.711 max_payload {max_payload} holds no {step}-byte sample")
 
     def packetize(self, data: bytes) -> list[PayloadChunk]:
-        size = self.max_payload
-        return [PayloadChunk(data[i : i + size], marker=False) for i in range(0, len(data), size)]
+        size, step = self.max_payload, _sample_bytes(self.params)
+        return [
+            PayloadChunk(data[i : i + size], marker=False, ts_offset=i // step)
+            for i in range(0, len(data), size)
+        ]

@@ -206,7 +206,8 @@ class _H26xDepacketizer:
     def _add_nal(self, unit: _Assembly, nal: bytes) -> None:
         if unit.fu is not None:
             raise H26xDepacketizeError("NAL unit arrived while a fragmented unit was incomplete")
-        if len(unit.nals) >= MAX_NALS_PER_AU:
+        # Room stays for the parameter sets a keyframe may get in front.
+        if len(unit.nals) + len(self.syntax.parameter_set_types) >= MAX_NALS_PER_AU:
             raise AccessUnitTooLargeError(f"more than MAX_NALS_PER_AU={MAX_NALS_PER_AU} NAL units")
         self._grow(unit, len(nal))
         unit.nals.append(nal)

@@ -445,8 +445,13 @@ class _ImageParser:
     def _finish(self, sos: bytes, scan_start: int) -> JpegImage:
         if self.sof is None:
             raise JpegImageError("JPEG image has no SOF0 before its scan")
-        if len(self.sof) != 15 or self.sof[0] != 8 or self.sof[5] != 3:
-            raise _unsupported("JPEG image is not 8-bit with three components (YCbCr)")
+        if len(self.sof) < 6 or len(self.sof) != 6 + 3 * self.sof[5]:
+            raise JpegImageError(f"JPEG SOF0 segment of {len(self.sof)} bytes is malformed")
+        if self.sof[0] != 8 or self.sof[5] != 3:
+            raise _unsupported(
+                f"JPEG image has {self.sof[5]} components of {self.sof[0]} bits; "
+                "RFC 2435 carries 8-bit YCbCr"
+            )
         height, width = struct.unpack_from("!HH", self.sof, 1)
         comps = [self.sof[6 + 3 * i : 9 + 3 * i] for i in range(3)]
         sampling = tuple(c[1] for c in comps)

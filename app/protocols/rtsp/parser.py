@@ -283,7 +283,8 @@ class RtspParser:
                     self._consume_to(self._pos + dropped)
                     self._discarded += dropped
                     self._mid_line = True
-                return self._check_discard_budget()
+                # Over budget the state is now FAILED (go on and raise), else wait for bytes.
+                return not self._check_discard_budget()
             line, used = taken
             self._discarded += used
             if not self._check_discard_budget():

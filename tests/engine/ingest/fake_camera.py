@@ -198,8 +198,8 @@ class FakeCamera:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout), self._changed:
+    async def wait_for(self, predicate: Callable[[], bool], limit_s: float = 10.0) -> None:
+        async with asyncio.timeout(limit_s), self._changed:
             await self._changed.wait_for(predicate)
 
     async def _notify(self) -> None:

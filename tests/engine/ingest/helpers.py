@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 
 from app.core.media import AccessUnit, CodecParams
@@ -22,14 +23,14 @@ class Waiters:
             if not future.done() and predicate():
                 future.set_result(None)
 
-    async def wait(self, predicate: Callable[[], bool], timeout: float) -> None:
+    async def wait(self, predicate: Callable[[], bool], limit_s: float) -> None:
         if predicate():
             return
         future = asyncio.get_running_loop().create_future()
         entry = (predicate, future)
         self._waiting.append(entry)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit_s):
                 await future
         finally:
             self._waiting.remove(entry)
@@ -39,6 +40,8 @@ class Waiters:
 class Run:
     tracks: list[CodecParams]
     frames: list[tuple[int, AccessUnit, CodecParams]] = dataclasses.field(default_factory=list)
+    #: System wall clock when each frame reached the sink, ns.
+    received_ns: list[int] = dataclasses.field(default_factory=list)
     stop_reason: str | None = None
     stopped: bool = False
 
@@ -61,6 +64,7 @@ class RecordingSink:
         assert self.runs and not self.runs[-1].stopped, "frame outside a run"
         assert 0 <= track < len(self.runs[-1].tracks)
         self.runs[-1].frames.append((track, unit, params))
+        self.runs[-1].received_ns.append(time.time_ns())
         self.waiters.check()
 
     def stop(self, reason: str | None) -> None:
@@ -75,8 +79,8 @@ class RecordingSink:
             return []
         return [u for t, u, _ in self.runs[run].frames if track is None or t == track]
 
-    async def wait(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-        await self.waiters.wait(predicate, timeout)
+    async def wait(self, predicate: Callable[[], bool], limit_s: float = 15.0) -> None:
+        await self.waiters.wait(predicate, limit_s)
 
 
 class StateLog:
@@ -97,9 +101,9 @@ class StateLog:
     def failures(self) -> list[ReceiverStatus]:
         return [s for s in self.statuses if s.state is ReceiverState.FAILED]
 
-    async def wait(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-        await self.waiters.wait(predicate, timeout)
+    async def wait(self, predicate: Callable[[], bool], limit_s: float = 15.0) -> None:
+        await self.waiters.wait(predicate, limit_s)
 
-    async def wait_failures(self, count: int, timeout: float = 15.0) -> list[ReceiverStatus]:
-        await self.wait(lambda: len(self.failures()) >= count, timeout)
+    async def wait_failures(self, count: int, limit_s: float = 15.0) -> list[ReceiverStatus]:
+        await self.wait(lambda: len(self.failures()) >= count, limit_s)
         return self.failures()

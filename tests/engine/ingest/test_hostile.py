@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ from tests.engine.ingest.helpers import RecordingSink, StateLog
 
 UNITS = h264_units(frames=10, gop=5)
 SDP = h264_sdp(UNITS)
-FAST = {"backoff_initial_s": 0.05, "backoff_cap_s": 0.1, "request_timeout_s": 0.5}
+FAST: dict[str, Any] = {"backoff_initial_s": 0.05, "backoff_cap_s": 0.1, "request_timeout_s": 0.5}
 
 
 def raw(data: bytes) -> Responder:

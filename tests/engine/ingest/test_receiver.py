@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Any
 
 import pytest
 
-from app.core.errors import ConfigError
-from app.core.media import Codec, TimeSource
+from app.core.errors import ConfigError, ConflictError
+from app.core.media import AccessUnit, Codec, CodecParams, TimeSource
 from app.core.time import NS_PER_SECOND, FakeClock, SystemClock
-from app.engine.ingest import Receiver, ReceiverState, backoff_delay
+from app.engine.ingest import Receiver, ReceiverState, ReceiverStatus, backoff_delay
 from app.engine.ingest import session as session_module
 from app.formats.h26x import split_length_prefixed
+from app.protocols.rtp.packet import RtpPacket
 from app.protocols.rtp.timing import ticks_to_ns
 from tests.engine.ingest.fake_camera import (
     SESSION_ID,
@@ -30,7 +33,7 @@ from tests.engine.ingest.helpers import RecordingSink, StateLog
 
 UNITS = h264_units(frames=10, gop=5)
 SDP = h264_sdp(UNITS)
-FAST = {"backoff_initial_s": 0.05, "backoff_cap_s": 0.2}
+FAST: dict[str, Any] = {"backoff_initial_s": 0.05, "backoff_cap_s": 0.2}
 
 
 def _slices(data: bytes) -> list[bytes]:
@@ -98,10 +101,50 @@ async def test_packets_arriving_with_the_play_answer_follow_start() -> None:
         return response(request.header("cseq"), headers={"Session": SESSION_ID}) + media
 
     sink = RecordingSink()
-    async with FakeCamera(sdp=SDP, responders={"PLAY": play}) as camera:
-        async with Receiver(camera.url(), sink, clock=SystemClock()):
-            await sink.wait(lambda: len(sink.frames()) == 10)
+    async with (
+        FakeCamera(sdp=SDP, responders={"PLAY": play}) as camera,
+        Receiver(camera.url(), sink, clock=SystemClock()),
+    ):
+        await sink.wait(lambda: len(sink.frames()) == 10)
     assert [u.keyframe for u in sink.frames()] == [k for _, k in UNITS]
+
+
+METADATA = (
+    "m=audio 0 RTP/AVP 98\r\na=rtpmap:98 L16/44100/2\r\na=control:trackID=1\r\n"
+    "m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n"
+    "a=control:trackID=2\r\n"
+)
+XML = b"<tt:MetadataStream xmlns:tt='http://www.onvif.org/ver10/schema'/>"
+
+
+async def test_every_supported_media_is_set_up_in_one_session(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Video and metadata are set up on their own channels; the L16 audio is skipped."""
+
+    async def media(conn: Connection) -> None:
+        await stream_units(conn, UNITS[:2])
+        packet = RtpPacket(107, 7, 1000, 0xABC, XML, marker=True).to_bytes()
+        await conn.send_rtp([packet], channel=2)
+
+    caplog.set_level(logging.INFO, logger="app.engine.ingest")
+    sink = RecordingSink()
+    async with (
+        FakeCamera(sdp=h264_sdp(UNITS, extra_media=METADATA), media=media) as camera,
+        Receiver(camera.url(), sink, clock=SystemClock()),
+    ):
+        await sink.wait(lambda: len(sink.frames(0)) == 2 and len(sink.frames(1)) == 1)
+    setups = [r for r in camera.requests if r.method == "SETUP"]
+    assert [r.url.rsplit("/", 1)[1] for r in setups] == ["trackID=0", "trackID=2"]
+    assert [r.header("transport") for r in setups] == [
+        "RTP/AVP/TCP;unicast;interleaved=0-1",
+        "RTP/AVP/TCP;unicast;interleaved=2-3",
+    ]
+    assert setups[1].header("session") == SESSION_ID
+    assert [p.codec for p in sink.runs[0].tracks] == [Codec.H264, Codec.METADATA]
+    (meta,) = sink.frames(1)
+    assert (meta.data, meta.media_ts, meta.keyframe) == (XML, 1000, True)
+    assert "skipping m=audio section 1: encoding 'L16'" in caplog.text
 
 
 async def test_udp_transport_ignores_other_senders() -> None:
@@ -119,10 +162,12 @@ async def test_udp_transport_ignores_other_senders() -> None:
         await stream_units(conn, UNITS)
 
     sink = RecordingSink()
-    async with FakeCamera(sdp=SDP, media=media) as camera:
-        async with Receiver(camera.url(), sink, transport="udp", clock=SystemClock()) as receiver:
-            await sink.wait(lambda: len(sink.frames()) == 10)
-            assert receiver.state is ReceiverState.STREAMING
+    async with (
+        FakeCamera(sdp=SDP, media=media) as camera,
+        Receiver(camera.url(), sink, transport="udp", clock=SystemClock()) as receiver,
+    ):
+        await sink.wait(lambda: len(sink.frames()) == 10)
+        assert receiver.state is ReceiverState.STREAMING
     transport = camera.requests[2].header("transport") or ""
     low, high = (int(p) for p in transport.split("client_port=")[1].split("-"))
     assert (low % 2, high) == (0, low + 1)
@@ -240,6 +285,44 @@ async def test_run_twice_is_refused_and_restart_after_stop_works() -> None:
         async with receiver:
             await sink.wait(lambda: len(sink.runs) == 2 and len(sink.frames()) == 1)
     assert sink.events == ["start", "stop", "start", "stop"]
+
+
+def _broken_listener(status: ReceiverStatus) -> None:
+    raise ZeroDivisionError(status.state.value)
+
+
+class BrokenSink(RecordingSink):
+    def frame(self, track: int, unit: AccessUnit, params: CodecParams) -> None:
+        super().frame(track, unit, params)
+        raise RuntimeError("disk full")
+
+
+async def test_a_failing_sink_is_logged_with_its_traceback_and_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink, states = BrokenSink(), StateLog()
+    async with FakeCamera(sdp=SDP, media=lambda conn: stream_units(conn, UNITS[:3])) as camera:
+        receiver = Receiver(camera.url(), sink, clock=SystemClock(), on_state=states, **FAST)
+        receiver.add_listener(_broken_listener)  # a broken listener changes nothing
+        async with receiver:
+            failures = await states.wait_failures(2)
+    assert failures[0].reason == "internal error: RuntimeError: disk full"
+    assert sink.runs[0].stop_reason == failures[0].reason and len(sink.runs[0].frames) == 1
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("unexpected failure" in r.getMessage() and r.exc_info for r in errors)
+    assert any("state listener failed" in r.getMessage() for r in errors)
+
+
+async def test_start_twice_is_refused_and_stop_without_start_is_harmless() -> None:
+    async with FakeCamera(sdp=SDP) as camera:
+        receiver = Receiver(camera.url(), RecordingSink(), clock=SystemClock())
+        await receiver.stop()
+        receiver.start()
+        with pytest.raises(ConflictError, match="already running"):
+            receiver.start()
+        await camera.wait_for(lambda: "PLAY" in camera.methods())
+        await receiver.stop()
+        assert receiver.state is ReceiverState.STOPPED
 
 
 @pytest.mark.parametrize(

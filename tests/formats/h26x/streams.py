@@ -6,11 +6,19 @@ import dataclasses
 import fractions
 import functools
 import random
+from typing import cast
 
 import av
 import numpy as np
+from av.video.codeccontext import VideoCodecContext
 
-from app.formats.h26x import BitWriter, add_emulation_prevention, annexb_to_length_prefixed
+from app.formats.h26x import (
+    BitWriter,
+    add_emulation_prevention,
+    annexb_to_length_prefixed,
+    join_length_prefixed,
+    length_prefixed_to_annexb,
+)
 
 FPS = 25
 
@@ -38,10 +46,10 @@ def encode(
     extra: tuple[tuple[str, str], ...] = (),
 ) -> tuple[EncodedUnit, ...]:
     """`frames` frames of a moving pattern with a static noise patch (big I, small P frames)."""
-    ctx = av.CodecContext.create(codec, "w")
+    ctx = cast(VideoCodecContext, av.CodecContext.create(codec, "w"))
     ctx.width, ctx.height, ctx.pix_fmt = width, height, pix_fmt
     ctx.time_base = fractions.Fraction(1, FPS)
-    ctx.framerate = FPS
+    ctx.framerate = fractions.Fraction(FPS)
     ctx.gop_size = gop
     ctx.max_b_frames = 0
     options = {"bf": "0"} if codec == "libx264" else {"x265-params": "log-level=none:bframes=0"}
@@ -63,15 +71,13 @@ def encode(
     return tuple(units)
 
 
-def _units(packets: list[av.Packet]) -> list[EncodedUnit]:
+def _units(packets: list[av.Packet]) -> list[EncodedUnit]:  # type: ignore[type-arg]
     return [EncodedUnit(annexb_to_length_prefixed(bytes(p)), bool(p.is_keyframe)) for p in packets]
 
 
 def decode(codec: str, units: list[bytes]) -> list[tuple[int, int]]:
     """Decode stored-layout access units with FFmpeg; (width, height) of every frame."""
-    from app.formats.h26x import length_prefixed_to_annexb
-
-    ctx = av.CodecContext.create(codec, "r")
+    ctx = cast(VideoCodecContext, av.CodecContext.create(codec, "r"))
     sizes = []
     for data in units:
         for frame in ctx.decode(av.Packet(length_prefixed_to_annexb(data))):
@@ -216,8 +222,6 @@ def h265_slice(nal_type: int, size: int, *, first: bool = True, seed: int = 0) -
 def h265_units(count: int = 12, gop: int = 5) -> list[EncodedUnit]:
     """Hand-made H.265 access units: VPS/SPS/PPS + IDR every `gop`, TRAIL_R otherwise,
     some with two slice segments and some larger than one RTP packet."""
-    from app.formats.h26x import join_length_prefixed
-
     sps = h265_sps(640, 368, conformance=(0, 0, 0, 4))
     units = []
     for index in range(count):

@@ -40,7 +40,9 @@ def _first_sps(units: tuple[bytes, ...], syntax: NalSyntax) -> bytes:
     raise AssertionError("stream has no SPS")
 
 
-@pytest.mark.parametrize(("encoder", "width", "height", "pix", "extra", "profile", "chroma"), ENCODED)
+@pytest.mark.parametrize(
+    ("encoder", "width", "height", "pix", "extra", "profile", "chroma"), ENCODED
+)
 def test_sps_of_encoded_streams(
     encoder: str,
     width: int,
@@ -70,7 +72,12 @@ def test_sps_of_encoded_streams(
         ({"width_mbs": 80, "height_map_units": 45}, (1280, 720)),
         # field coding: map units are field macroblock pairs, crop unit doubles vertically
         (
-            {"width_mbs": 45, "height_map_units": 18, "frame_mbs_only": False, "crop": (1, 1, 0, 2)},
+            {
+                "width_mbs": 45,
+                "height_map_units": 18,
+                "frame_mbs_only": False,
+                "crop": (1, 1, 0, 2),
+            },
             (45 * 16 - 4, 18 * 32 - 8),
         ),
         ({"width_mbs": 22, "height_map_units": 18, "poc_type": 1}, (352, 288)),
@@ -136,11 +143,23 @@ def test_hand_made_h264_sps(kwargs: dict[str, object], size: tuple[int, int]) ->
     [
         ({"width": 1920, "height": 1088, "conformance": (0, 0, 0, 4)}, (1920, 1080)),
         ({"width": 3840, "height": 2160}, (3840, 2160)),
-        ({"width": 640, "height": 480, "chroma_format_idc": 2, "conformance": (1, 1, 1, 1)}, (636, 478)),
-        ({"width": 640, "height": 480, "chroma_format_idc": 3, "conformance": (1, 1, 1, 1)}, (638, 478)),
-        ({"width": 640, "height": 480, "chroma_format_idc": 0, "conformance": (1, 0, 0, 1)}, (639, 479)),
+        (
+            {"width": 640, "height": 480, "chroma_format_idc": 2, "conformance": (1, 1, 1, 1)},
+            (636, 478),
+        ),
+        (
+            {"width": 640, "height": 480, "chroma_format_idc": 3, "conformance": (1, 1, 1, 1)},
+            (638, 478),
+        ),
+        (
+            {"width": 640, "height": 480, "chroma_format_idc": 0, "conformance": (1, 0, 0, 1)},
+            (639, 479),
+        ),
         ({"width": 1280, "height": 720, "max_sub_layers_minus1": 1}, (1280, 720)),
-        ({"width": 1280, "height": 736, "max_sub_layers_minus1": 6, "conformance": (0, 0, 0, 8)}, (1280, 720)),
+        (
+            {"width": 1280, "height": 736, "max_sub_layers_minus1": 6, "conformance": (0, 0, 0, 8)},
+            (1280, 720),
+        ),
     ],
 )
 def test_hand_made_h265_sps(kwargs: dict[str, object], size: tuple[int, int]) -> None:
@@ -174,7 +193,7 @@ def test_sps_parsers_raise_only_declared_errors(data: bytes) -> None:
             info = parse(header + data)
         except H26xError:
             continue
-        assert 0 < info.width and 0 < info.height
+        assert info.width > 0 and info.height > 0
 
 
 @settings(max_examples=300)

@@ -22,6 +22,7 @@ from app.protocols.rtp.aac import (
     audio_specific_config,
     parse_audio_specific_config,
 )
+from app.protocols.rtp.codec import Depacketizer, Packetizer
 from app.protocols.rtp.packet import RtpPacket
 from tests.protocols.rtp.test_jpeg import (
     ffmpeg_rtp,
@@ -87,6 +88,13 @@ def decode_aus(aus: list[bytes]) -> np.ndarray[Any, Any]:
     ctx.extradata = PARAMS.audio_config
     pcm = [f.to_ndarray() for au in aus for f in ctx.decode(av.Packet(au))]
     return np.concatenate(pcm, axis=1)
+
+
+def test_classes_implement_the_contracts() -> None:
+    depacketizer: Depacketizer = AacDepacketizer(PARAMS)  # checked by mypy
+    packetizer: Packetizer = AacPacketizer(PARAMS)
+    assert depacketizer.params is packetizer.params is PARAMS
+    assert depacketizer.lost_units == 0
 
 
 # ---------------------------------------------------------------- AudioSpecificConfig
@@ -205,6 +213,17 @@ def test_several_aus_in_one_packet_get_consecutive_timestamps() -> None:
     assert all(u.keyframe and u.new_params is None for u in units)
 
 
+def test_empty_aus_are_skipped_and_a_complete_fragmented_au_needs_no_marker() -> None:
+    depacketizer = AacDepacketizer(PARAMS)
+    units = depacketizer.push(RtpPacket(PT, 1, 0, 1, hbr_payload([0, 4]), marker=True))
+    assert [(u.data, u.rtp_timestamp) for u in units] == [(b"\x02" * 4, 1024)]
+    first = hbr_payload([6], data=b"abc")
+    assert depacketizer.push(RtpPacket(PT, 2, 2048, 1, first, marker=False)) == []
+    last = hbr_payload([6], data=b"def")  # a sender that forgets the marker bit
+    (unit,) = depacketizer.push(RtpPacket(PT, 3, 2048, 1, last, marker=False))
+    assert (unit.data, unit.rtp_timestamp, depacketizer.lost_units) == (b"abcdef", 2048, 0)
+
+
 def test_index_deltas_skip_interleaved_aus() -> None:
     units = AacDepacketizer(PARAMS).push(
         RtpPacket(PT, 1, 10_000, 1, hbr_payload([10, 10, 10], deltas=[5, 2, 0]), marker=True)
@@ -221,6 +240,8 @@ def test_frame_length_follows_the_config_and_clock() -> None:
     assert AacDepacketizer(params).frame_length == 2048  # 1024 core samples at a 48 kHz clock
     assert AacDepacketizer(CodecParams(Codec.AAC, 44_100)).frame_length == 1024
     assert AacDepacketizer(params, frame_length=512).frame_length == 512
+    with pytest.raises(ConfigError, match="frame length 0 must be positive"):
+        AacDepacketizer(params, frame_length=0)
 
 
 def test_pyav_aac_round_trip_with_fragmentation() -> None:
@@ -339,7 +360,7 @@ _AAC_PREFIXES = [b"\x00\x10", b"\x00\x20", b"\x00\x30", b"\x00\x08", b"\x00\x11"
 def test_fuzzed_packets_raise_only_depacketize_errors(tape: bytes) -> None:
     packets, aus = _fuzz_stream()
     depacketizer = AacDepacketizer(PARAMS)
-    survives(depacketizer, fuzz_packets(tape, packets, _AAC_PREFIXES))
+    survives(depacketizer, fuzz_packets(tape, packets, _AAC_PREFIXES), AacPayloadError)
     fresh = [RtpPacket(PT, 40_000 + p.sequence, p.timestamp + 1_000_000, 1, p.payload, p.marker)
              for p in packets]  # fmt: skip
     units = push_all(depacketizer, fresh)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 
 from app.core.errors import ConfigError
 from app.core.media import Codec, CodecParams
-from app.protocols.rtp.codec import DepacketizedUnit
+from app.protocols.rtp.codec import DepacketizedUnit, Depacketizer, Packetizer
 from app.protocols.rtp.g711 import G711_CLOCK_RATE, G711Depacketizer, G711Packetizer
 from app.protocols.rtp.packet import RtpPacket
 from tests.protocols.rtp.test_jpeg import (
@@ -61,13 +61,17 @@ def decode_g711(decoder: str, data: bytes, layout: str = "mono") -> np.ndarray[A
 
 
 def send(params: CodecParams, data: bytes, max_payload: int, ts0: int, pt: int) -> list[RtpPacket]:
-    """Packetize one unit; each chunk's timestamp advances by the samples before it."""
-    packets, offset = [], 0
-    for seq, chunk in enumerate(G711Packetizer(params, max_payload).packetize(data)):
-        ts = (ts0 + offset // max(1, params.channels)) & 0xFFFF_FFFF
-        packets.append(RtpPacket(pt, seq, ts, 7, chunk.payload, chunk.marker))
-        offset += len(chunk.payload)
-    return packets
+    """Packetize one unit as a sender does: each chunk's timestamp is the unit's + ts_offset."""
+    return [
+        RtpPacket(pt, seq, (ts0 + chunk.ts_offset) & 0xFFFF_FFFF, 7, chunk.payload, chunk.marker)
+        for seq, chunk in enumerate(G711Packetizer(params, max_payload).packetize(data))
+    ]
+
+
+def test_classes_implement_the_contracts() -> None:
+    depacketizer: Depacketizer = G711Depacketizer(PCMA)  # checked by mypy
+    packetizer: Packetizer = G711Packetizer(PCMA)
+    assert depacketizer.params is packetizer.params is PCMA
 
 
 def test_each_packet_is_one_unit() -> None:
@@ -83,12 +87,11 @@ def test_splitting_respects_sample_boundaries() -> None:
     assert [len(c.payload) for c in chunks] == [300, 300, 300, 100]
     assert b"".join(c.payload for c in chunks) == bytes(range(250)) * 4
     assert not any(c.marker for c in chunks)  # continuous audio: no talkspurt starts
+    assert [c.ts_offset for c in chunks] == [0, 300, 600, 900]
     stereo = CodecParams(Codec.PCMA, 8000, channels=2)
-    assert [len(c.payload) for c in G711Packetizer(stereo, 301).packetize(bytes(700))] == [
-        300,
-        300,
-        100,
-    ]
+    stereo_chunks = G711Packetizer(stereo, 301).packetize(bytes(700))
+    assert [len(c.payload) for c in stereo_chunks] == [300, 300, 100]
+    assert [c.ts_offset for c in stereo_chunks] == [0, 150, 300]
     assert G711Packetizer(PCMU).packetize(b"") == []
     with pytest.raises(ConfigError, match="max_payload 1 holds no 2-byte sample"):
         G711Packetizer(stereo, 1)
@@ -104,11 +107,12 @@ def test_pyav_round_trip(params: CodecParams, encoder: str, pt: int, layout: str
     encoded = encode_g711(encoder, 0.5, layout)
     assert len(encoded) == 4000 * channels
     packets = send(params, encoded, max_payload=321, ts0=0xFFFF_FF00, pt=pt)
-    assert all(len(p.payload) == 320 for p in packets[:-1])
+    chunk = 321 - 321 % channels  # whole sampling instants only
+    assert all(len(p.payload) == chunk for p in packets[:-1])
     units = push_all(G711Depacketizer(params), packets)
     assert b"".join(u.data for u in units) == encoded
-    assert [u.rtp_timestamp for u in units] == [(0xFFFF_FF00 + i * 320 // channels) & 0xFFFF_FFFF
-                                                for i in range(len(units))]  # fmt: skip
+    expected_ts = [(0xFFFF_FF00 + i * chunk // channels) & 0xFFFF_FFFF for i in range(len(units))]
+    assert [u.rtp_timestamp for u in units] == expected_ts
     decoded = decode_g711(encoder, b"".join(u.data for u in units), layout)
     assert np.array_equal(decoded, decode_g711(encoder, encoded, layout))
     assert np.abs(decoded.astype(np.int32)).max() > 10_000  # it is the tone, not silence

@@ -224,7 +224,9 @@ def test_new_ssrc_counts_as_a_gap() -> None:
     assert dep.lost_units == 1
 
 
-@pytest.mark.parametrize(("nal_type", "name"), [(25, "STAP-B"), (26, "MTAP16"), (27, "MTAP24"), (29, "FU-B")])
+@pytest.mark.parametrize(
+    ("nal_type", "name"), [(25, "STAP-B"), (26, "MTAP16"), (27, "MTAP24"), (29, "FU-B")]
+)
 def test_interleaved_mode_packets_are_rejected(nal_type: int, name: str) -> None:
     feed = Feed(H264Depacketizer(H264_PARAMS))
     with pytest.raises(UnsupportedPacketizationError, match=name):

@@ -35,8 +35,11 @@ H265_PARAMS = CodecParams(
 )
 
 # Payload prefixes that steer random bytes into every packetization branch.
-H264_HEADS = [bytes((t,)) for t in (0x01, 0x05, 0x67, 0x68, 0x78, 0x7C, 0x79, 0x7A, 0x7B, 0x7D, 0x7E, 0x00)]
+H264_HEADS = [
+    bytes((t,)) for t in (0x01, 0x05, 0x67, 0x68, 0x78, 0x7C, 0x79, 0x7A, 0x7B, 0x7D, 0x7E, 0x00)
+]
 H265_HEADS = [bytes((t << 1, 1)) for t in (1, 19, 21, 32, 33, 34, 48, 49, 50, 55)]
+
 
 def _check(units: list[DepacketizedUnit], codec: Codec) -> None:
     syntax = H264_SYNTAX if codec is Codec.H264 else H265_SYNTAX
@@ -115,7 +118,9 @@ def _changes(blob: bytes) -> list[tuple[str, int, int]]:
     ]
 
 
-def _mutated(codec: Codec, changes: list[tuple[str, int, int]]) -> list[tuple[int, int, bool, bytes]]:
+def _mutated(
+    codec: Codec, changes: list[tuple[str, int, int]]
+) -> list[tuple[int, int, bool, bytes]]:
     packets = [[payload, marker, index] for payload, marker, index in _valid_packets(codec)]
     drop: set[int] = set()
     dup: set[int] = set()
@@ -125,7 +130,9 @@ def _mutated(codec: Codec, changes: list[tuple[str, int, int]]) -> list[tuple[in
         assert isinstance(payload, bytes)
         if kind == "flip" and payload:
             pos = value % len(payload)
-            packets[n][0] = payload[:pos] + bytes((payload[pos] ^ (value | 1),)) + payload[pos + 1 :]
+            packets[n][0] = (
+                payload[:pos] + bytes((payload[pos] ^ (value | 1),)) + payload[pos + 1 :]
+            )
         elif kind == "truncate":
             packets[n][0] = payload[: value % (len(payload) + 1)]
         elif kind == "drop":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import struct
 import subprocess
@@ -91,7 +92,7 @@ def test_gstreamer_payloader_output(
         if unit.keyframe:
             nal_types = {syntax.nal_type(n) for n in split_length_prefixed(unit.data)}
             assert set(syntax.parameter_set_types) <= nal_types
-    steps = {(b.rtp_timestamp - a.rtp_timestamp) % 2**32 for a, b in zip(units, units[1:])}
+    steps = {(b.rtp_timestamp - a.rtp_timestamp) % 2**32 for a, b in itertools.pairwise(units)}
     assert steps == {3600}
     decoder = "h264" if codec is Codec.H264 else "hevc"
     assert decode(decoder, [u.data for u in units]) == [(320, 240)] * FRAMES

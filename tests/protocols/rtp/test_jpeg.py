@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import fractions
 import functools
+import itertools
 import shutil
 import socket
 import struct
@@ -27,7 +28,13 @@ from hypothesis import strategies as st
 from app.core.errors import ConfigError, ErrorKind
 from app.core.media import Codec, CodecParams
 from app.protocols.rtp import jpeg
-from app.protocols.rtp.codec import DepacketizedUnit, DepacketizeError, PayloadChunk
+from app.protocols.rtp.codec import (
+    DepacketizedUnit,
+    DepacketizeError,
+    Depacketizer,
+    Packetizer,
+    PayloadChunk,
+)
 from app.protocols.rtp.jpeg import (
     STANDARD_HUFFMAN,
     JpegDepacketizer,
@@ -48,15 +55,12 @@ needs_gst = pytest.mark.skipif(GST is None, reason="gst-launch-1.0 (GStreamer) i
 # ---------------------------------------------------------------- helpers
 
 
-def test_image(width: int, height: int, seed: int = 0) -> np.ndarray[Any, Any]:
+def sample_image(width: int, height: int, seed: int = 0) -> np.ndarray[Any, Any]:
     """RGB gradients with some noise: every coefficient class occurs, 0xFF gets stuffed."""
     yy, xx = np.mgrid[0:height, 0:width]
     noise = np.random.default_rng(seed).integers(0, 40, (height, width))
     rgb = np.stack([xx * 255 // width, yy * 255 // height, (xx * yy + noise) % 256], -1)
     return rgb.astype(np.uint8)
-
-
-test_image.__test__ = False  # type: ignore[attr-defined]  # a helper, not a pytest test
 
 
 def encode_mjpeg(
@@ -75,7 +79,7 @@ def encode_mjpeg(
     ctx.thread_type = "SLICE"
     ctx.thread_count = threads
     ctx.options = {"huffman": huffman}
-    frame = av.VideoFrame.from_ndarray(test_image(width, height, seed), format="rgb24")
+    frame = av.VideoFrame.from_ndarray(sample_image(width, height, seed), format="rgb24")
     packets = ctx.encode(frame.reformat(format=pix_fmt)) + ctx.encode(None)
     assert len(packets) == 1
     return bytes(packets[0])
@@ -104,7 +108,7 @@ def to_packets(
     ]
 
 
-def push_all(depacketizer: Any, packets: Iterable[RtpPacket]) -> list[DepacketizedUnit]:
+def push_all(depacketizer: Depacketizer, packets: Iterable[RtpPacket]) -> list[DepacketizedUnit]:
     units: list[DepacketizedUnit] = []
     for packet in packets:
         units.extend(depacketizer.push(packet))
@@ -147,6 +151,13 @@ def rfc2435_packet(
     if qtables is not None:
         head += struct.pack("!BBH", 0, precision, len(qtables)) + qtables
     return head + scan
+
+
+def test_classes_implement_the_contracts() -> None:
+    depacketizer: Depacketizer = JpegDepacketizer(PARAMS)  # checked by mypy
+    packetizer: Packetizer = JpegPacketizer(PARAMS)
+    assert depacketizer.params is packetizer.params is PARAMS
+    assert depacketizer.lost_units == 0
 
 
 # ---------------------------------------------------------------- standard tables
@@ -384,6 +395,10 @@ def test_malformed_payloads_name_the_offending_value(payload: bytes, message: st
 # ---------------------------------------------------------------- packetizer refusals
 
 
+# SOI, SOF0 with one 8-bit component (greyscale), SOS, one scan byte, EOI.
+_GREY_JPEG = bytes.fromhex("ffd8 ffc0 000b 08 0010 0010 01 011100 ffda 0008 01 0100 003f00 00 ffd9")
+
+
 def _patched(data: bytes, old: bytes, new: bytes) -> bytes:
     assert data.count(old) >= 1
     return data.replace(old, new, 1)
@@ -407,6 +422,7 @@ def _patched(data: bytes, old: bytes, new: bytes) -> bytes:
         (lambda: encode_mjpeg(2048, 16), "size 2048x16 exceeds RFC 2435's 2040",
          ErrorKind.UNIMPLEMENTED),
         (lambda: encode_mjpeg()[:-2], "not terminated by EOI", ErrorKind.INVALID_ARGUMENT),
+        (lambda: _GREY_JPEG, "1 components of 8 bits", ErrorKind.UNIMPLEMENTED),
         (lambda: b"\x89PNG" + encode_mjpeg(), "starts with 8950, not SOI",
          ErrorKind.INVALID_ARGUMENT),
         (lambda: encode_mjpeg()[:200], "ends before its scan|malformed",
@@ -501,10 +517,14 @@ def fuzz_packets(
     return out
 
 
-def survives(depacketizer: Any, packets: Iterable[RtpPacket]) -> None:
-    """Push everything; only DepacketizeError may escape a push."""
+def survives(
+    depacketizer: Depacketizer,
+    packets: Iterable[RtpPacket],
+    declared: type[DepacketizeError] = DepacketizeError,
+) -> None:
+    """Push everything; only the module's declared DepacketizeError subclass may escape."""
     for packet in packets:
-        with contextlib.suppress(DepacketizeError):
+        with contextlib.suppress(declared):
             depacketizer.push(packet)
     assert depacketizer.lost_units >= 0
 
@@ -532,7 +552,7 @@ def _fuzz_frame() -> tuple[tuple[RtpPacket, ...], bytes]:
 def test_fuzzed_packets_raise_only_depacketize_errors(tape: bytes) -> None:
     packets, expected = _fuzz_frame()
     depacketizer = JpegDepacketizer(PARAMS)
-    survives(depacketizer, fuzz_packets(tape, packets, _JPEG_PREFIXES))
+    survives(depacketizer, fuzz_packets(tape, packets, _JPEG_PREFIXES), JpegPayloadError)
     fresh = [dataclasses.replace(p, timestamp=1_000_000) for p in packets]
     units = push_all(depacketizer, fresh)
     assert [(u.data, u.rtp_timestamp) for u in units] == [(expected, 1_000_000)]
@@ -568,6 +588,9 @@ def ffmpeg_rtp(
             while True:
                 datagrams.append(sock.recv(65_536))
     rtp = [parse_rtp(d) for d in datagrams if not 200 <= d[1] <= 204]
+    steps = [(b.sequence - a.sequence) & 0xFFFF for a, b in itertools.pairwise(rtp)]
+    gaps = [step for step in steps if step != 1]
+    assert not gaps, f"datagrams lost in the socket buffer: sequence steps {gaps}"
     return encoded, rtp
 
 
@@ -603,7 +626,7 @@ def gst_depayload(
 
 @pytest.mark.interop
 def test_ffmpeg_rtp_muxer_frames_depacketize_to_the_encoded_images() -> None:
-    images = [test_image(320, 240, seed) for seed in range(3)]
+    images = [sample_image(320, 240, seed) for seed in range(3)]
 
     def setup(stream: Any) -> None:
         stream.width, stream.height, stream.pix_fmt = 320, 240, "yuvj420p"

@@ -60,10 +60,10 @@ def test_extension_must_be_whole_words() -> None:
 
 
 @settings(max_examples=10_000)
-@given(st.binary(max_size=80), st.integers(0, 255))
-def test_parse_rtp_raises_only_rtp_error(data: bytes, first: int) -> None:
+@given(st.binary(max_size=80))
+def test_parse_rtp_raises_only_rtp_error(data: bytes) -> None:
     # Half the examples get a version-2 first byte so the deeper checks are reached.
-    wire = bytes((0x80 | (first & 0x3F),)) + data if first & 0x40 else data
+    wire = bytes((0x80 | (data[0] & 0x3F),)) + data[1:] if data and data[0] & 0x40 else data
     try:
         packet = parse_rtp(wire)
     except RtpError:
@@ -72,7 +72,7 @@ def test_parse_rtp_raises_only_rtp_error(data: bytes, first: int) -> None:
     assert 0 <= packet.payload_type < 128
 
 
-@settings(max_examples=1000)
+@settings(max_examples=300)
 @given(
     st.integers(0, 127),
     st.integers(0, 0xFFFF),
@@ -96,6 +96,14 @@ def test_serialize_parse_round_trip(
     ext: bytes,
 ) -> None:
     packet = RtpPacket(
-        pt, seq, ts, ssrc, payload, marker, tuple(csrcs), profile, ext if profile is not None else b""
+        pt,
+        seq,
+        ts,
+        ssrc,
+        payload,
+        marker,
+        tuple(csrcs),
+        profile,
+        ext if profile is not None else b"",
     )
     assert parse_rtp(packet.to_bytes()) == packet
