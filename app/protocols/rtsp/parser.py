@@ -42,6 +42,8 @@ MAX_DISCARD_BYTES = 256 * 1024
 MAX_METHOD_CHARS = 32
 
 _LINE_END = re.compile(rb"[\r\n]")
+# Control characters other than HT have no place in RTSP text (and NUL would truncate C peers).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(r"[A-Z]+/\d+\.\d+")
 _STATUS_LINE = re.compile(r"(RTSP/\d+\.\d+) (\d{3})(?: (.*))?")
@@ -176,6 +178,9 @@ class RtspParser:
                 text = line.decode("utf-8")
             except UnicodeDecodeError:
                 self._fail(f"header line is not UTF-8: {line[:60]!r}", 400)
+                return True
+            if _CONTROL.search(text):
+                self._fail(f"control character in header line {text[:60]!r}", 400)
                 return True
             if self._start is None:
                 self._start = text

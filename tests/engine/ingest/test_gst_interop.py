@@ -29,6 +29,11 @@ VIDEO_FRAMES_AFTER_SYNC = 25
 AUDIO_FRAMES = 10
 #: The peer's SRs come from the same machine's clock; frames are at most this far from it.
 CLOCK_TOLERANCE_NS = 2 * NS_PER_SECOND
+#: gst-rtsp-server samples each SR's NTP/RTP pair from two clocks; on a loaded machine the
+#: pairs jitter by a few ms, so consecutive frames across an SR may differ by that much.
+SR_JITTER_NS = 5 * NS_PER_SECOND // 1000
+#: Generous waits: CI machines are small and shared with other test processes.
+WAIT_S = 30.0
 DECODERS = {Codec.H264: "h264", Codec.H265: "hevc", Codec.JPEG: "mjpeg"}
 
 
@@ -86,13 +91,13 @@ def _check_clocks(run: Run, track: int, clock_rate: int) -> None:
         assert abs(unit.wall_ns - received) < CLOCK_TOLERANCE_NS
     # gst-rtsp-server's first SR of a fresh pipeline is a few hundred ms off (it is sent before
     # the pipeline latency is known) and the next SR corrects it; once settled, wall clocks
-    # move exactly with the media clock.
+    # move with the media clock.
     settled = synced[len(synced) // 2 :]
     assert len(settled) >= 5
     for a, b in itertools.pairwise(settled):
         assert b.media_ts >= a.media_ts
         media_ns = ticks_to_ns(b.media_ts - a.media_ts, clock_rate)
-        assert abs((b.wall_ns - a.wall_ns) - media_ns) < NS_PER_SECOND // 1000
+        assert abs((b.wall_ns - a.wall_ns) - media_ns) < SR_JITTER_NS
 
 
 def _check_run(sink: RecordingSink, codec: Codec) -> None:
@@ -138,7 +143,7 @@ async def test_ingest_decodes_over_tcp_and_udp(gst_rtsp_peer: str, codec: Codec)
     udp = Receiver(f"{gst_rtsp_peer}{mount}", sinks["udp"], transport="udp", clock=SystemClock())
     async with tcp, udp:
         await asyncio.gather(
-            *(s.wait(functools.partial(_synced_enough, s)) for s in sinks.values())
+            *(s.wait(functools.partial(_synced_enough, s), WAIT_S) for s in sinks.values())
         )
         assert tcp.state is udp.state is ReceiverState.STREAMING
     for sink in sinks.values():
@@ -161,8 +166,8 @@ async def test_digest_auth_and_wrong_password(
         Receiver(right_url, good, clock=SystemClock()),
         Receiver(wrong_url, bad, clock=SystemClock(), on_state=states, **fast),
     ):
-        await good.wait(lambda: len(good.frames(0)) >= 10)
-        failures = await states.wait_failures(2)
+        await good.wait(lambda: len(good.frames(0)) >= 10, WAIT_S)
+        failures = await states.wait_failures(2, WAIT_S)
     assert failures[0].reason == (
         "DESCRIBE answered 401 Unauthorized: the camera refused the user name or password"
     )
@@ -179,17 +184,17 @@ async def test_server_killed_and_restarted_reconnects_within_the_backoff_cap() -
     try:
         receiver = Receiver(peer.url("/h264"), sink, clock=SystemClock(), on_state=states)
         async with receiver:
-            await sink.wait(lambda: len(sink.frames(0)) >= 10)
+            await sink.wait(lambda: len(sink.frames(0)) >= 10, WAIT_S)
             peer.kill()
             killed_ns = time.time_ns()
             await states.wait_failures(1)
             await asyncio.sleep(2.0)  # the outage itself: the server stays away this long
             await asyncio.to_thread(peer.start)
             back = loop.time()
-            await states.wait(lambda: states.states.count(ReceiverState.STREAMING) == 2, 12)
+            await states.wait(lambda: states.states.count(ReceiverState.STREAMING) == 2, WAIT_S)
             reconnect_s = loop.time() - back
             restarted_ns = time.time_ns()
-            await sink.wait(lambda: len(sink.runs) == 2 and len(sink.frames(0)) >= 10)
+            await sink.wait(lambda: len(sink.runs) == 2 and len(sink.frames(0)) >= 10, WAIT_S)
     finally:
         peer.stop()
     assert reconnect_s <= 8.0 + 1.0, reconnect_s

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import random
 from typing import Any
 
 import pytest
@@ -78,7 +79,8 @@ async def truncated_then_close(conn: Connection) -> None:
     conn.close()
 
 
-GARBAGE = [os.urandom(40 + i) for i in range(60)]
+# Deterministic noise whose first byte never claims RTP/RTCP version 2.
+GARBAGE = [bytes([i & 0x3F]) + random.Random(i).randbytes(40 + i) for i in range(60)]
 OTHER_SSRC = rtp_packets(UNITS[3:6], first_seq=200, first_ts=50_000, ssrc=0xBAD)
 
 CASES: dict[str, tuple[dict[str, Responder], MediaScript | None, str]] = {

@@ -76,7 +76,7 @@ def test_transcripts_parse_whole_and_byte_by_byte(
 @settings(max_examples=200)
 @given(data=st.data())
 def test_any_chunking_gives_the_same_events(data: st.DataObject) -> None:
-    name, raw, _ = data.draw(st.sampled_from(TRANSCRIPTS))
+    _, raw, _ = data.draw(st.sampled_from(TRANSCRIPTS))
     cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=20)))
     chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
     assert parse_all(chunks) == parse_all([raw])
@@ -111,7 +111,9 @@ def test_response_with_sdp_body_and_repeated_headers() -> None:
 
 
 def test_blank_lines_between_messages_are_skipped() -> None:
-    data = b"\r\n\r\nOPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n\r\n\nOPTIONS * RTSP/1.0\r\nCSeq: 2\r\n\r\n"
+    data = (
+        b"\r\n\r\nOPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n\r\n\nOPTIONS * RTSP/1.0\r\nCSeq: 2\r\n\r\n"
+    )
     assert [e.cseq for e in parse_all([data]) if isinstance(e, RtspRequest)] == [1, 2]
 
 
@@ -199,7 +201,11 @@ def test_body_too_large_to_skip_loses_framing_for_good() -> None:
         (b"RTSP/1.0 abc OK\r\nCSeq: 1\r\n\r\n", 400, True),
         (b"RTSP/2.0 200 OK\r\nCSeq: 1\r\n\r\n", 505, True),
         (b"SETUP * RTSP/1.0\r\nCSeq: 1\r\nContent-Length: -4\r\n\r\n", 400, False),
-        (b"SETUP * RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, False),
+        (
+            b"SETUP * RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            400,
+            False,
+        ),
     ],
 )
 def test_malformed_messages(data: bytes, status: int, recoverable: bool) -> None:

@@ -18,8 +18,22 @@ from app.protocols.rtsp.parser import MAX_DISCARD_BYTES, MAX_LINE_BYTES, RtspPar
 from tests.protocols.rtsp.transcripts import TRANSCRIPTS
 
 _SEEDS = [raw for _, raw, _ in TRANSCRIPTS]
-_INTERESTING = [b"\r\n", b"\n", b"\r", b"$", b":", b" ", b"\r\n\r\n", b"Content-Length: 99\r\n",
-                b"RTSP/1.0", b"\x00", b"\xff", b"$\x01\xff\xff", b"CSeq: 1\r\n", b"\t"]
+_INTERESTING = [
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"$",
+    b":",
+    b" ",
+    b"\r\n\r\n",
+    b"Content-Length: 99\r\n",
+    b"RTSP/1.0",
+    b"\x00",
+    b"\xff",
+    b"$\x01\xff\xff",
+    b"CSeq: 1\r\n",
+    b"\t",
+]
 
 
 def drive(chunks: list[bytes]) -> None:

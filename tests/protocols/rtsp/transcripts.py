@@ -27,7 +27,7 @@ SDP_AXIS = (
     b"a=framerate:25.000000\r\n"
 )
 
-#: (name, bytes, expected events: ("req", method, uri) / ("resp", status, reason) / ("frame", ch, n))
+#: (name, bytes, expected events: ("req", method, uri), ("resp", status, reason), ("frame", ch, n))
 TRANSCRIPTS: list[tuple[str, bytes, list[tuple[str, object, object]]]] = [
     (
         "ffmpeg-tcp-session",
@@ -125,7 +125,7 @@ TRANSCRIPTS: list[tuple[str, bytes, list[tuple[str, object, object]]]] = [
         b"SETUP rtsp://example.com/onvif_camera/audio RTSP/1.0\n"
         b"Cseq: 2\n"
         b"Transport: RTP/AVP;unicast;client_port=8002-8003;\n"
-        b"   mode=\"PLAY\"\n\n"
+        b'   mode="PLAY"\n\n'
         b"PLAY rtsp://192.168.0.1/path/to/recording RTSP/1.0\r\n"
         b"Cseq: 123\r\n"
         b"Session: 12345678\r\n"
