@@ -113,7 +113,12 @@ class GstRtspPeer:
         if self.auth is not None:
             argv += ["--auth", f"{self.auth[0]}:{self.auth[1]}", "--auth-method", self.auth_method]
         # Kept open for the life of the process (closed in _reap), so no context manager.
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        log_dir = os.environ.get("CUSTOS_PEER_LOG_DIR")
+        if log_dir:
+            name = f"gst-peer-{os.getpid()}-{time.monotonic_ns()}.log"
+            self._stderr = open(Path(log_dir) / name, "w+b")  # noqa: SIM115
+        else:
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self._process = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
         )
@@ -155,6 +160,12 @@ class GstRtspPeer:
         if self._process is not None:
             self._process.send_signal(signal.SIGKILL)
             self._reap()
+
+    def died(self) -> str | None:
+        """Why the peer is gone although nobody stopped it (exit status, stderr), else None."""
+        if self._process is None or self._process.poll() is None:
+            return None
+        return f"exit status {self._process.returncode}; stderr: {self._stderr_tail()}"
 
     def stop(self) -> None:
         """Close stdin (the peer exits), SIGKILL if it does not within STOP_TIMEOUT_S."""
@@ -212,5 +223,8 @@ def gst_rtsp_peer() -> Iterator[str]:
     peer = started_peer(auth=(PEER_USER, PEER_PASSWORD))
     try:
         yield peer.base_url
+        death = peer.died()
+        if death is not None:
+            pytest.fail(f"the gst peer died during the tests: {death}", pytrace=False)
     finally:
         peer.stop()
