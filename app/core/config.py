@@ -33,9 +33,9 @@ _SIZE_RE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 
 def parse_size(text: str) -> tuple[int, int]:
     """'1280x720' → (1280, 720); both even, 64…8192 px."""
-    m = _SIZE_RE.match(text.strip())
+    m = _SIZE_RE.match(text.strip().lower())
     if not m:
-        raise ConfigError(f"size must look like 1280x720, got {text!r}")
+        raise ConfigError(f"picture size must look like 1280x720; got {text!r}")
     width, height = int(m.group(1)), int(m.group(2))
     if not (64 <= width <= 8192 and 64 <= height <= 8192) or width % 2 or height % 2:
         raise ConfigError(f"size {text!r}: width and height must be even and within 64…8192")

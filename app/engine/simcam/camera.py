@@ -28,6 +28,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Self, TypeVar
 
+from app.core import config
 from app.core.errors import ConfigError, ConflictError
 from app.core.media import AccessUnit, CodecParams, TimeSource
 from app.core.ports import MediaSink
@@ -62,10 +63,7 @@ Sleep = Callable[[float], Awaitable[object]]
 
 def parse_size(text: str) -> tuple[int, int]:
     """'1280x720' → (1280, 720), checked against the camera's limits; ConfigError otherwise."""
-    width, sep, height = text.strip().lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
-        raise ConfigError(f"picture size must look like 1280x720; got {text!r}")
-    size = (int(width), int(height))
+    size = config.parse_size(text)
     _check_size(size)
     return size
 
