@@ -81,6 +81,7 @@ class RtspConnection(asyncio.Protocol):
         self._lost = asyncio.Event()
         self._reading_paused = False
         self._input_failed = False
+        self._eof = False
         self._task: asyncio.Task[None] | None = None
         self._channels: dict[int, tuple[RtspSession, int]] = {}
         self.closed = False
@@ -112,7 +113,14 @@ class RtspConnection(asyncio.Protocol):
             return
         self.last_activity_ns = self._server.clock.monotonic_ns()
         self._parser.feed(data)
-        while not self.closed:
+        self._parse_buffered()
+
+    def _parse_buffered(self) -> None:
+        while not self.closed and not self._input_failed:
+            if len(self._queue) >= MAX_PENDING_REQUESTS:
+                # Enough answers are owed: the rest waits in the parser, and reading pauses.
+                self._pause_reading()
+                return
             try:
                 event = self._parser.next_event()
             except RtspParseError as exc:
@@ -122,7 +130,6 @@ class RtspConnection(asyncio.Protocol):
                     # Framing is lost: answer what was read, then close (see _serve).
                     self._input_failed = True
                     self._pause_reading()
-                    return
                 continue
             if event is None:
                 return
@@ -133,7 +140,10 @@ class RtspConnection(asyncio.Protocol):
             # Responses (to requests this server never sends) are ignored.
 
     def eof_received(self) -> bool | None:
-        return False
+        # The client sent its last request: answer what was read, then close (see _serve).
+        self._eof = True
+        self._queued.set()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -223,8 +233,6 @@ class RtspConnection(asyncio.Protocol):
     def _enqueue(self, item: _Item) -> None:
         self._queue.append(item)
         self._queued.set()
-        if len(self._queue) >= MAX_PENDING_REQUESTS:
-            self._pause_reading()
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self._transport is not None:
@@ -239,6 +247,11 @@ class RtspConnection(asyncio.Protocol):
     async def _serve(self) -> None:
         while not self.closed:
             if not self._queue:
+                self._parse_buffered()
+            if not self._queue:
+                if self._eof:
+                    self.close()
+                    return
                 self._queued.clear()
                 await self._queued.wait()
                 continue
@@ -254,6 +267,7 @@ class RtspConnection(asyncio.Protocol):
                     after()
             if len(self._queue) < MAX_PENDING_REQUESTS // 2:
                 self._resume_reading()
+                self._parse_buffered()
 
     async def _answer(self, request: RtspRequest) -> Callable[[], None] | None:
         reply = await self._server.dispatch(self, request)

@@ -42,7 +42,13 @@ from app.protocols.rtsp.headers import (
     parse_session,
     parse_speed,
 )
-from app.protocols.rtsp.message import RtspParseError, RtspRequest, RtspResponse, make_response
+from app.protocols.rtsp.message import (
+    RtspParseError,
+    RtspRequest,
+    RtspResponse,
+    make_response,
+    redact_url,
+)
 from app.protocols.rtsp.range import parse_range
 from app.protocols.rtsp.transport import LowerTransport, TransportSpec, parse_transport
 
@@ -136,17 +142,17 @@ class Dispatcher:
             challenges = [("WWW-Authenticate", v) for v in auth.challenges(stale=exc.stale)]
             reply = Reply(make_response(request, 401, headers=challenges))
         except RtspStatusError as exc:
-            logger.info("%s %s -> %d: %s", request.method, request.uri, exc.status, exc.message)
+            self._log_refusal(request, exc.status, exc.message)
             reply = Reply(make_response(request, exc.status, headers=exc.headers))
         except RtspParseError as exc:
-            logger.info("%s %s -> %d: %s", request.method, request.uri, exc.status, exc.message)
+            self._log_refusal(request, exc.status, exc.message)
             reply = Reply(make_response(request, exc.status))
         except CustosError as exc:
             status = _KIND_STATUS.get(exc.kind, 500)
-            logger.info("%s %s -> %d: %s", request.method, request.uri, status, exc.message)
+            self._log_refusal(request, status, exc.message)
             reply = Reply(make_response(request, status))
         except Exception:
-            logger.exception("RTSP %s %s failed", request.method, request.uri)
+            logger.exception("RTSP %s %s failed", request.method, redact_url(request.uri[:200]))
             reply = Reply(make_response(request, 500))
         reply.response.headers.add("Server", self._server.server_name)
         return reply
@@ -168,6 +174,11 @@ class Dispatcher:
             session.touch()
         return await handler(connection, request, target, username, session)
 
+    @staticmethod
+    def _log_refusal(request: RtspRequest, status: int, message: str) -> None:
+        uri = redact_url(request.uri[:200])
+        logger.info("%s %s -> %d: %s", request.method, uri, status, message)
+
     # ------------------------------------------------------------------ checks
     def _authenticate(self, request: RtspRequest) -> str | None:
         auth = self._server.authenticator
@@ -187,9 +198,13 @@ class Dispatcher:
                     405, f"{request.method} needs a resource URL", headers=[("Allow", _STAR)]
                 )
             return _Target(None, None, "", "")
-        parts = urlsplit(request.uri)
+        try:
+            parts = urlsplit(request.uri)
+            parts.port  # noqa: B018  (validates the port; raises ValueError)
+        except ValueError:
+            raise RtspStatusError(400, "malformed Request-URI") from None
         if parts.scheme.lower() not in ("rtsp", "rtsps", "rtspt", ""):
-            raise RtspStatusError(400, f"not an RTSP URL: {request.uri[:80]!r}")
+            raise RtspStatusError(400, f"not an RTSP URL (scheme {parts.scheme[:20]!r})")
         path = unquote(parts.path).strip("/")
         found = self._server.find_mount(path)
         if found is None:
@@ -258,7 +273,7 @@ class Dispatcher:
     ) -> Reply:
         resource = self._require_resource(target)
         if target.remainder:
-            raise RtspStatusError(404, f"DESCRIBE of a track URL {request.uri[:80]!r}")
+            raise RtspStatusError(404, f"DESCRIBE of a track URL (/{target.remainder[:80]})")
         description = await resource.describe(self._context(connection, request, target, username))
         headers = [("Content-Type", "application/sdp"), ("Content-Base", target.base_url)]
         return Reply(make_response(request, 200, headers=headers, body=description.sdp.to_bytes()))
@@ -488,7 +503,9 @@ def _choose_transport(request: RtspRequest) -> TransportSpec:
             continue
         if spec.mode and "PLAY" not in spec.mode:
             continue
-        if spec.lower is LowerTransport.TCP or spec.client_port is not None:
+        if spec.lower is LowerTransport.TCP:
+            return spec
+        if spec.client_port is not None and min(spec.client_port) > 0:
             return spec
     raise RtspStatusError(
         461, f"no supported transport (unicast RTP/AVP UDP or TCP) in {value[:120]!r}"

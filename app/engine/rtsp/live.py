@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncGenerator
 
 from app.core.media import Codec
 from app.core.ports import LiveSource
@@ -52,11 +51,13 @@ class LiveResource:
             for i, p in enumerate(params)
         )
         media = tuple(sdp_media_for(t.params, t.payload_type, t.control) for t in tracks)
+        host = context.server_host or "0.0.0.0"
         sdp = SessionDescription(
             origin=Origin(
                 session_id=self._sdp_id,
                 session_version=str(abs(hash(tuple(params))) % 1_000_000_007),
-                address=context.server_host or "0.0.0.0",
+                address_type="IP6" if ":" in host else "IP4",
+                address=host,
             ),
             session_name=self._name,
             connection="IN IP4 0.0.0.0",
@@ -77,7 +78,7 @@ class LiveProducer:
     def __init__(self, source: LiveSource) -> None:
         self._source = source
 
-    async def play(self, request: PlayRequest) -> PlayResult:
+    async def play(self, request: PlayRequest, output: MediaOutput) -> PlayResult:
         headers: list[tuple[str, str]] = []
         # A live stream has one speed and no position: the applied values are reported
         # instead of refusing (RFC 2326 §12.34 lets the server choose the scale).
@@ -93,8 +94,11 @@ class LiveProducer:
             async for track, unit in frames:
                 output.offer(track, unit)
         finally:
-            if isinstance(frames, AsyncGenerator):
-                await frames.aclose()
+            # Unsubscribe at once on PAUSE/TEARDOWN (async generators and LiveHub's
+            # Subscription both offer aclose) instead of waiting for garbage collection.
+            aclose = getattr(frames, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     async def pause(self) -> None:
         return None

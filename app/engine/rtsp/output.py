@@ -104,7 +104,7 @@ class TrackSender:
             packet = RtpPacket(
                 payload_type=self.track.payload_type,
                 sequence=self.next_seq,
-                timestamp=timestamp,
+                timestamp=(timestamp + chunk.ts_offset) % _RTP_MOD,
                 ssrc=self.ssrc,
                 payload=chunk.payload,
                 marker=chunk.marker,
@@ -142,6 +142,8 @@ class _Queued:
     unit: AccessUnit
     media_time: int
     extension: ExtensionHook | None
+    #: The delivery (PLAY) the unit belongs to; see SessionOutput.clear.
+    generation: int
 
 
 class SessionOutput:
@@ -177,6 +179,7 @@ class SessionOutput:
         self._task: asyncio.Task[None] | None = None
         self._next_report = 0.0
         self._key_track = _key_track(senders)
+        self._generation = 0
 
     # ------------------------------------------------------------------ MediaOutput
     @property
@@ -199,7 +202,7 @@ class SessionOutput:
             await self._space.wait()
         self._check_open()
         media_time = unit.media_ts if rtp_time is None else rtp_time
-        self._append(_Queued(track, unit, media_time, extension))
+        self._append(_Queued(track, unit, media_time, extension, self._generation))
 
     def offer(self, track: int, unit: AccessUnit) -> bool:
         if track not in self.senders or self._closed:
@@ -218,7 +221,7 @@ class SessionOutput:
                 self.dropped_units += 1
                 self._resync = True
                 return False
-        self._append(_Queued(track, unit, unit.media_ts, None))
+        self._append(_Queued(track, unit, unit.media_ts, None, self._generation))
         return True
 
     async def drain(self) -> None:
@@ -246,7 +249,12 @@ class SessionOutput:
             self._task = loop.create_task(self._run(), name="rtsp-session-writer")
 
     def clear(self) -> None:
-        """Forget queued units (PAUSE, a new PLAY): they belong to the previous delivery."""
+        """Forget queued units (PAUSE, a new PLAY): they belong to the previous delivery.
+
+        A unit the writer holds while it waits for the transport is dropped too, so nothing
+        of the old delivery follows the new PLAY response (PB-17).
+        """
+        self._generation += 1
         self._queue.clear()
         self._space.set()
         self._resync = False
@@ -315,13 +323,21 @@ class SessionOutput:
 
     async def _write(self, item: _Queued) -> None:
         sender = self.senders[item.track]
+        await sender.channel.wait_writable()
+        if item.generation != self._generation:
+            return
+        # Packetize only now: sequence numbers are taken in the order packets hit the wire.
         try:
             packets = sender.build_packets(item.unit, item.media_time, item.extension)
         except ProtocolError as exc:
             self.bad_units += 1
             logger.warning("track %d: unit not sent: %s", item.track, exc.message)
             return
-        await sender.channel.wait_writable()
+        except Exception:
+            # A packetizer or extension-hook bug costs this unit, not the whole session.
+            self.bad_units += 1
+            logger.exception("track %d: packetizing a unit failed", item.track)
+            return
         sender.channel.send_rtp(packets)
         sender.last_sent_mono_ns = self._clock.monotonic_ns()
 

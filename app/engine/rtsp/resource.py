@@ -100,7 +100,8 @@ class PlayResult:
     range: TimeRange | None = None
     #: Extra headers (Scale, Speed, Rate-Control, Frames …) to echo the applied values.
     headers: tuple[tuple[str, str], ...] = ()
-    #: RTP-Info rtptime per track index, when the producer knows its first unit's time.
+    #: RTP-Info rtptime per track index (from `MediaOutput.rtp_timestamp`); tracks not listed
+    #: report the random initial RTP time while their timeline is not fixed yet.
     rtptimes: Mapping[int, int] = dataclasses.field(default_factory=dict)
 
 
@@ -158,8 +159,12 @@ class MediaOutput(Protocol):
 class StreamProducer(Protocol):
     """Produces the media of one session; owned by the session, driven by PLAY/PAUSE."""
 
-    async def play(self, request: PlayRequest) -> PlayResult:
-        """Validate and position for a PLAY (raise RtspStatusError to refuse it)."""
+    async def play(self, request: PlayRequest, output: MediaOutput) -> PlayResult:
+        """Validate and position for a PLAY (raise RtspStatusError to refuse it).
+
+        Runs before the response is sent and before `run`; `output` is where `run` will send,
+        e.g. to fix RTP times (`rtp_timestamp`) or the RTCP report mode.
+        """
         ...
 
     async def run(self, output: MediaOutput) -> None:

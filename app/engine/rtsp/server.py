@@ -1,10 +1,10 @@
 """The asyncio RTSP server core: listener, mount table, session table and its single sweeper.
 
-    server = RtspServer(authenticator=DigestAuthenticator("Custos", users.password_of))
-    server.mount("live/cam1", LiveResource(hub))
-    async with server:                       # or: await server.start(host, port); … close()
-        await server.start("0.0.0.0", 554)
-        print(server.url("live/cam1"))
+    server = RtspServer(authenticator=DigestAuthenticator("Custos", lookup_password))
+    server.mount("live/cam1", LiveResource(hub))     # hub: any app.core.ports.LiveSource
+    async with server:                               # close() on exit: BYE, sockets closed
+        await server.start("0.0.0.0", 554)           # port 0 picks a free port: server.port
+        ...                                          # clients use server.url("live/cam1")
 
 Sessions expire `session_timeout_s` after their last keepalive (any request naming them but
 TEARDOWN, or RTCP from the client). One housekeeping task sleeps until the earliest deadline
@@ -92,6 +92,7 @@ class RtspServer:
         self._wake = asyncio.Event()
         self._sweep_at_ns: int | None = None
         self._closers: set[asyncio.Task[None]] = set()
+        self._dropped_by_closed = 0
         self._host = ""
         self._port = 0
 
@@ -187,7 +188,8 @@ class RtspServer:
         self._connections.discard(connection)
         for session in self.sessions:
             if session.interleaved_connection is connection:
-                self._spawn(self.close_session(session, "its RTSP connection closed"))
+                self._forget(session)
+                self._spawn(session.close("its RTSP connection closed"))
 
     # ------------------------------------------------------------------ sessions
     def create_session(
@@ -229,9 +231,17 @@ class RtspServer:
         return session
 
     async def close_session(self, session: RtspSession, reason: str) -> None:
+        """End a session; completes even if the caller is cancelled (its client went away)."""
+        self._forget(session)
+        # A separate task, so cancelling the request that asked (the client closed its
+        # connection right after TEARDOWN) cannot leave sockets or a producer behind.
+        await asyncio.shield(self._spawn(session.close(reason)))
+
+    def _forget(self, session: RtspSession) -> None:
+        if self.sessions.get(session.id) is session:
+            self._dropped_by_closed += session.output.dropped_units
         self.sessions.discard(session)
         session.origin.session_ids.discard(session.id)
-        await session.close(reason)
 
     def rtcp_received(self, session: RtspSession, data: bytes) -> None:
         """RTCP from a session's client (receiver reports): counts as keepalive."""
@@ -248,8 +258,8 @@ class RtspServer:
 
     @property
     def dropped_units(self) -> int:
-        """Units dropped so far by the live drop policy, over the open sessions."""
-        return sum(s.output.dropped_units for s in self.sessions)
+        """Units dropped by the live drop policy since the server started (all sessions)."""
+        return self._dropped_by_closed + sum(s.output.dropped_units for s in self.sessions)
 
     # ------------------------------------------------------------------ housekeeping
     async def sweep(self) -> int:
@@ -297,7 +307,8 @@ class RtspServer:
             except Exception:
                 logger.exception("RTSP session sweep failed")
 
-    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+    def _spawn(self, coro: Coroutine[object, object, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._closers.add(task)
         task.add_done_callback(self._closers.discard)
+        return task

@@ -87,7 +87,7 @@ class RtspSession:
         self.output.clear()
         if self.state is SessionState.PLAYING:
             self.state = SessionState.READY
-        return await self.producer.play(request)
+        return await self.producer.play(request, self.output)
 
     def start_run(self) -> None:
         """Begin delivery; call after the PLAY response was written (PB-17)."""
@@ -115,14 +115,16 @@ class RtspSession:
             return
         logger.info("RTSP session %s closed: %s", self.id, reason)
         self.state = SessionState.CLOSED
-        await self._stop_run()
-        if self._played:
-            self.output.send_bye()
-        await self.output.close()
         try:
-            await self.producer.close()
-        except Exception:
-            logger.exception("stream producer of session %s failed to close", self.id)
+            await self._stop_run()
+            if self._played:
+                self.output.send_bye()
+        finally:
+            await self.output.close()
+            try:
+                await self.producer.close()
+            except Exception:
+                logger.exception("stream producer of session %s failed to close", self.id)
 
     async def _run(self) -> None:
         try:

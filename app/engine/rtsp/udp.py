@@ -110,6 +110,9 @@ async def open_udp_channel(
             last_error = exc
             rtp_transport.close()
             continue
+        except BaseException:
+            rtp_transport.close()  # cancelled: the client went away during SETUP
+            raise
         return UdpChannel((rtp_transport, rtp), (rtcp_transport, rtcp), client_host, client_ports)
     raise OSError(
         f"no free even/odd UDP port pair on {host} after {MAX_PORT_ATTEMPTS} tries"

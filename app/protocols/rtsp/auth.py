@@ -332,10 +332,10 @@ def _parse_digest_params(value: str) -> dict[str, str]:
             break
         eq = rest.find("=", pos)
         if eq < 0:
-            raise RtspParseError(f"auth-param without '=' in {rest[pos : pos + 40]!r}")
+            raise RtspParseError(f"auth-param without '=' at character {pos}")
         name = rest[pos:eq].strip().lower()
         if not name or not name.replace("-", "").replace("*", "").isalnum():
-            raise RtspParseError(f"invalid auth-param name {name[:40]!r}")
+            raise RtspParseError(f"invalid auth-param name at character {pos}")
         pos = eq + 1
         while pos < end and rest[pos] in " \t":
             pos += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import struct
 from collections.abc import Iterable, Iterator
 
@@ -61,6 +62,7 @@ REASONS: dict[int, str] = {
 }
 
 _INTERLEAVED_HEADER = struct.Struct("!BBH")
+_USERINFO = re.compile(r"((?:^|\s)[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 _FORBIDDEN_IN_TEXT = ("\r", "\n", "\0")
 
 
@@ -196,6 +198,12 @@ def parse_cseq_or_none(value: str | None) -> int | None:
     if not text.isdigit() or not text.isascii() or len(text) > 10:
         return None
     return int(text)
+
+
+def redact_url(text: str) -> str:
+    """`text` with every URL's user:password@ removed: safe to log (clients sometimes put
+    credentials into the Request-URI)."""
+    return _USERINFO.sub(r"\1", text)
 
 
 def make_response(

@@ -26,6 +26,7 @@ from app.protocols.rtsp.message import (
     RtspRequest,
     RtspResponse,
     parse_cseq_or_none,
+    redact_url,
 )
 
 #: Longest start line or header line (an RTSP URL with a long query still fits).
@@ -177,10 +178,10 @@ class RtspParser:
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError:
-                self._fail(f"header line is not UTF-8: {line[:60]!r}", 400)
+                self._fail(f"{_what(self._start)} of {len(line)} bytes is not UTF-8", 400)
                 return True
             if _CONTROL.search(text):
-                self._fail(f"control character in header line {text[:60]!r}", 400)
+                self._fail(f"control character in {_what(self._start, text)}", 400)
                 return True
             if self._start is None:
                 self._start = text
@@ -194,7 +195,7 @@ class RtspParser:
     def _add_field(self, text: str) -> bool:
         if text[0] in " \t":
             if not self._fields:
-                self._fail(f"continuation line before any header: {text[:60]!r}", 400)
+                self._fail("continuation line before any header line", 400)
                 return False
             name, value = self._fields[-1]
             self._fields[-1] = (name, f"{value} {text.strip()}".strip())
@@ -202,7 +203,7 @@ class RtspParser:
         name, sep, value = text.partition(":")
         name = name.strip()
         if not sep or not _TOKEN.fullmatch(name):
-            self._fail(f"malformed header line {text[:60]!r}", 400)
+            self._fail(f"malformed {_what(self._start, text)}", 400)
             return False
         if len(self._fields) >= MAX_HEADERS:
             self._fail(f"more than {MAX_HEADERS} header fields", 413)
@@ -356,17 +357,25 @@ class RtspParser:
             self._pos = 0
 
 
+def _what(start: str | None, text: str = "") -> str:
+    """Names the offending line without quoting it: header values may hold credentials."""
+    if start is None:
+        return "start line"
+    name = text.partition(":")[0].strip()
+    return f"header {name!r}" if _TOKEN.fullmatch(name) and len(name) <= 40 else "header line"
+
+
 def _build_message(start: str, headers: Headers, body: bytes) -> RtspMessage:
     if start.startswith("RTSP/"):
         return _build_response(start, headers, body)
     parts = start.split()
     if len(parts) != 3:
-        raise RtspParseError(f"malformed request line {start[:80]!r}")
+        raise RtspParseError(f"malformed request line {redact_url(start[:80])!r}")
     method, uri, version = parts
     if version != RTSP_VERSION:
         if _VERSION.fullmatch(version):
             raise RtspParseError(f"unsupported protocol version {version!r}", status=505)
-        raise RtspParseError(f"malformed request line {start[:80]!r}")
+        raise RtspParseError(f"malformed request line {redact_url(start[:80])!r}")
     if len(method) > MAX_METHOD_CHARS or not _TOKEN.fullmatch(method):
         raise RtspParseError(f"invalid method {method[:40]!r}")
     return RtspRequest(method=method, uri=uri, headers=headers, body=body, version=version)

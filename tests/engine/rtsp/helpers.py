@@ -6,6 +6,7 @@ import asyncio
 import collections
 import fractions
 import functools
+import random
 from collections.abc import AsyncIterator, Sequence
 
 from app.core.media import AccessUnit, Codec, CodecParams, TimeSource
@@ -25,6 +26,9 @@ from app.protocols.rtsp.parser import RtspParser
 CLIP_START_NS = 1_795_269_600 * NS_PER_SECOND
 CLIP_FPS = 25
 PCMU = CodecParams(Codec.PCMU, 8000, sample_rate=8000, channels=1)
+#: Synthetic H.264 units for flow-control tests: size and keyframe interval.
+BIG_UNIT_BYTES = 60_000
+BIG_GOP = 10
 
 
 class RawClient:
@@ -49,6 +53,17 @@ class RawClient:
             await self.writer.wait_closed()
         except ConnectionError:
             pass
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket: the server's sends back up (a stalled client)."""
+        transport = self.writer.transport
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        transport = self.writer.transport
+        assert isinstance(transport, asyncio.Transport)
+        transport.resume_reading()
 
     async def send_raw(self, data: bytes) -> None:
         self.writer.write(data)
@@ -87,10 +102,14 @@ class RawClient:
             await self._pump()
         return self.responses.popleft()
 
-    async def frame(self) -> InterleavedFrame:
-        while not self.frames:
+    async def frame(self, channel: int | None = None) -> InterleavedFrame:
+        """The next frame (of `channel`, when given: frames of other channels stay queued)."""
+        while True:
+            for i, frame in enumerate(self.frames):
+                if channel is None or frame.channel == channel:
+                    del self.frames[i]
+                    return frame
             await self._pump()
-        return self.frames.popleft()
 
     async def at_eof(self) -> bool:
         """Read until the server closes; True when it did (events read are kept)."""
@@ -135,6 +154,8 @@ class ScriptedLiveSource:
         try:
             while (item := await queue.get()) is not None:
                 yield item
+                # The consumer asks for the next item only once it has handled this one.
+                queue.task_done()
         finally:
             self._queues.remove(queue)
             if not self._queues:
@@ -143,6 +164,10 @@ class ScriptedLiveSource:
     @property
     def subscribers(self) -> int:
         return len(self._queues)
+
+    async def consumed(self) -> None:
+        """Wait until every subscriber has handled every item pushed so far."""
+        await asyncio.gather(*(queue.join() for queue in self._queues))
 
     def push(self, track: int, unit: AccessUnit) -> None:
         for queue in self._queues:
@@ -218,5 +243,21 @@ def pcmu_unit(n: int) -> AccessUnit:
         media_ts=n * 160,
         wall_ns=CLIP_START_NS + n * 20_000_000,
         keyframe=True,
+        time_source=TimeSource.LOCAL_CAPTURE,
+    )
+
+
+def big_unit(n: int, sps: bytes, pps: bytes, rng: random.Random) -> AccessUnit:
+    """A synthetic H.264 access unit of about BIG_UNIT_BYTES, an IDR every BIG_GOP frames."""
+    keyframe = n % BIG_GOP == 0
+    body = bytearray(rng.randbytes(BIG_UNIT_BYTES))
+    body[0] |= 0x80  # first_mb_in_slice = 0: each unit starts a picture
+    slice_nal = bytes([0x65 if keyframe else 0x41]) + bytes(body)
+    nals = [sps, pps, slice_nal] if keyframe else [slice_nal]
+    return AccessUnit(
+        data=join_length_prefixed(nals),
+        media_ts=n * 3600,
+        wall_ns=CLIP_START_NS + n * 40_000_000,
+        keyframe=keyframe,
         time_source=TimeSource.LOCAL_CAPTURE,
     )

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 import pytest
 
+from app.core.media import AccessUnit, CodecParams
 from app.core.time import ntp64_to_unix_ns
+from app.engine.rtsp import LiveResource, RtspServer
+from app.protocols.rtp.codec import DepacketizedUnit
 from app.protocols.rtp.formats import depacketizer_for
 from app.protocols.rtp.packet import RtpPacket, parse_rtp
 from app.protocols.rtp.rtcp import Bye, SenderReport, SourceDescription, build_rr, parse_rtcp
@@ -16,7 +20,7 @@ from app.protocols.rtsp.range import parse_range
 from app.protocols.rtsp.transport import parse_transport
 from app.protocols.sdp import parse_sdp
 from tests.engine.rtsp.conftest import LiveRig, session_of, setup_interleaved
-from tests.engine.rtsp.helpers import RawClient, pcmu_unit
+from tests.engine.rtsp.helpers import Clip, RawClient, pcmu_unit
 
 
 async def play(client: RawClient, url: str, session: str) -> dict[str, tuple[int, int | None]]:
@@ -33,13 +37,8 @@ async def play(client: RawClient, url: str, session: str) -> dict[str, tuple[int
 
 
 async def read_rtp(client: RawClient, channel: int, count: int) -> list[RtpPacket]:
-    """The next `count` RTP packets of `channel` (frames of other channels are skipped)."""
-    packets = []
-    while len(packets) < count:
-        frame = await client.frame()
-        if frame.channel == channel:
-            packets.append(parse_rtp(frame.data))
-    return packets
+    """The next `count` RTP packets of `channel` (frames of other channels stay queued)."""
+    return [parse_rtp((await client.frame(channel)).data) for _ in range(count)]
 
 
 async def test_options_lists_the_methods(rig: LiveRig) -> None:
@@ -93,7 +92,7 @@ async def test_interleaved_rtp_layout_sequence_and_timestamps(rig: LiveRig) -> N
     video_params = rig.clip.params
     depacketizer = depacketizer_for(video_params)
     video: list[RtpPacket] = []
-    received = []
+    received: list[DepacketizedUnit] = []
     while len(received) < len(units):
         packet = (await read_rtp(client, 0, 1))[0]
         video.append(packet)
@@ -281,8 +280,9 @@ def _h(*pairs: tuple[str, str]) -> Sequence[tuple[str, str]]:
         ("SETUP", "", _h(("Transport", "RTP/AVP/TCP;unicast")), b"", 459, {}),
         ("SETUP", "/trackID=0", _h(), b"", 461, {}),
         ("SETUP", "/trackID=0", _h(("Transport", "RTP/AVP;multicast")), b"", 461, {}),
-        ("SETUP", "/trackID=0", _h(("Transport", "RTP/SAVP;unicast;client_port=9-10")), b"", 461, {}),
+        ("SETUP", "/trackID=0", _h(("Transport", "RTP/SAVP;client_port=9-10")), b"", 461, {}),
         ("SETUP", "/trackID=0", _h(("Transport", "RTP/AVP;unicast")), b"", 461, {}),
+        ("SETUP", "/trackID=0", _h(("Transport", "RTP/AVP;client_port=0-1")), b"", 461, {}),
         ("SETUP", "/trackID=0", _h(("Transport", "RTP/AVP/TCP;mode=RECORD")), b"", 461, {}),
         ("SETUP", "/trackID=0", _h(("Transport", "RTP/AVP;client_port=x")), b"", 400, {}),
         ("SETUP", "/trackID=9", _h(("Transport", "RTP/AVP/TCP")), b"", 404, {}),
@@ -290,7 +290,7 @@ def _h(*pairs: tuple[str, str]) -> Sequence[tuple[str, str]]:
         ("RECORD", "", _h(), b"", 405, {"Allow": "OPTIONS, DESCRIBE"}),
         ("FROB", "", _h(), b"", 501, {"Public": "OPTIONS, DESCRIBE"}),
         ("DESCRIBE", "/trackID=0", _h(), b"", 404, {}),
-        ("DESCRIBE", "", _h(("Require", "onvif-replay")), b"", 551, {"Unsupported": "onvif-replay"}),
+        ("DESCRIBE", "", _h(("Require", "onvif-replay")), b"", 551, {"Unsupported": "onvif-"}),
         ("OPTIONS", "", _h(("Require", "a, b")), b"", 551, {"Unsupported": "a, b"}),
         ("GET_PARAMETER", "/", _h(), b"", 200, {}),
         ("GET_PARAMETER", "/", _h(), b"position\r\n", 451, {}),
@@ -353,7 +353,9 @@ async def test_missing_cseq_is_400_without_an_echo(rig: LiveRig) -> None:
 async def test_oversized_headers_get_413_and_the_connection_survives(rig: LiveRig) -> None:
     client = await rig.client()
     await client.send_raw(
-        b"DESCRIBE " + rig.url.encode() + b" RTSP/1.0\r\nCSeq: 41\r\n"
+        b"DESCRIBE "
+        + rig.url.encode()
+        + b" RTSP/1.0\r\nCSeq: 41\r\n"
         + b"".join(b"X-Junk-%d: %s\r\n" % (i, b"j" * 200) for i in range(100))
         + b"\r\n"
     )
@@ -369,3 +371,80 @@ async def test_unframeable_garbage_gets_400_and_a_clean_close(rig: LiveRig) -> N
     assert await client.at_eof()
     assert [r.status for r in client.responses] == [400]
     await client.close()
+
+
+async def test_credentials_never_reach_the_log(
+    rig: LiveRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = await rig.client()
+    secret_url = rig.url.replace("rtsp://", "rtsp://admin:hunter2@") + "x"
+    assert (await client.request("DESCRIBE", secret_url)).status == 404
+    assert (await client.request("FROB", secret_url)).status == 501
+    await client.send_raw(b"PLAY rtsp://admin:hunter2@h/x\r\nCSeq: 9\r\n\r\n")
+    assert (await client.response()).status == 400
+    await client.send_raw(
+        b"OPTIONS * RTSP/1.0\r\nCSeq: 10\r\nAuthorization Digest response=hunter2\r\n\r\n"
+    )
+    assert (await client.response()).status == 400
+    await client.close()
+    assert caplog.records
+    assert not [r for r in caplog.records if "hunter2" in r.getMessage()]
+
+
+async def test_pipelined_requests_are_answered_in_order(rig: LiveRig) -> None:
+    client = await rig.client()
+    burst = b"".join(
+        b"OPTIONS * RTSP/1.0\r\nCSeq: %d\r\n\r\n$\x01\x00\x04abcd" % n for n in range(1, 201)
+    )
+    await client.send_raw(burst)
+    responses = [await client.response() for _ in range(200)]
+    assert [(r.status, r.cseq) for r in responses] == [(200, n) for n in range(1, 201)]
+    await client.close()
+
+
+class IteratorSubscription:
+    """A subscription shaped like LiveHub's: an async iterator with aclose(), no generator."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[int, AccessUnit]] = asyncio.Queue()
+        self.closed = asyncio.Event()
+
+    def __aiter__(self) -> IteratorSubscription:
+        return self
+
+    async def __anext__(self) -> tuple[int, AccessUnit]:
+        return await self.queue.get()
+
+    async def aclose(self) -> None:
+        self.closed.set()
+
+
+class IteratorSource:
+    def __init__(self, params: CodecParams) -> None:
+        self.params = params
+        self.subscriptions: list[IteratorSubscription] = []
+
+    def tracks(self) -> list[CodecParams]:
+        return [self.params]
+
+    def subscribe(self, max_queue: int = 256) -> IteratorSubscription:
+        self.subscriptions.append(IteratorSubscription())
+        return self.subscriptions[-1]
+
+
+async def test_pause_closes_a_non_generator_subscription(clip: Clip) -> None:
+    source = IteratorSource(clip.params)
+    async with RtspServer() as server:
+        server.mount("live", LiveResource(source))
+        await server.start("127.0.0.1", 0)
+        client = await RawClient.connect("127.0.0.1", server.port)
+        url = server.url("live")
+        session = await setup_interleaved(client, url, tracks=(0,))
+        assert (await client.request("PLAY", url, [("Session", session)])).status == 200
+        (subscription,) = source.subscriptions
+        subscription.queue.put_nowait((0, clip.unit(0)))
+        await read_rtp(client, 0, 1)
+        assert (await client.request("PAUSE", url, [("Session", session)])).status == 200
+        assert subscription.closed.is_set()
+        await client.close()

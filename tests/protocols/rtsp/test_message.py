@@ -13,6 +13,7 @@ from app.protocols.rtsp.message import (
     encode_request,
     encode_response,
     make_response,
+    redact_url,
 )
 
 
@@ -96,3 +97,9 @@ def test_headers_are_case_insensitive_and_ordered() -> None:
     headers.remove("WWW-AUTHENTICATE")
     assert list(headers) == [("require", "z")]
     assert len(headers) == 1 and headers == headers.copy()
+
+
+def test_redact_url_removes_user_info_only() -> None:
+    assert redact_url("rtsp://admin:pw@cam:554/live?x=@y") == "rtsp://cam:554/live?x=@y"
+    assert redact_url("PLAY rtsp://u@h/a RTSP/1.0") == "PLAY rtsp://h/a RTSP/1.0"
+    assert redact_url("rtsp://h/a@b") == "rtsp://h/a@b"
