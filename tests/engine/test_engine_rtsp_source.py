@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
 import sys
 import time
+from asyncio.subprocess import Process
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,35 +30,36 @@ from tests.engine.media_checks import decode_stamps, stored_frames
 BACKOFF_CAP_S = 8.0
 
 
-async def _start_simcam(tmp: Path, port: int = 0) -> tuple[subprocess.Popen[bytes], str]:
+async def _start_simcam(tmp: Path, port: int = 0) -> tuple[Process, str]:
     ready = tmp / f"simcam-{time.monotonic_ns()}.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "simcam",
-            "--rtsp-port",
-            str(port),
-            "--size",
-            "1024x576",
-            "--ready-file",
-            str(ready),
-        ],
-        stderr=subprocess.DEVNULL,
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app",
+        "simcam",
+        "--rtsp-port",
+        str(port),
+        "--size",
+        "1024x576",
+        "--ready-file",
+        str(ready),
+        stderr=asyncio.subprocess.DEVNULL,
     )
     async with asyncio.timeout(30):
+        # Another process writes the file: there is no event to wait on, so poll it.
         while not ready.exists():
-            assert proc.poll() is None, "simcam exited early"
+            assert proc.returncode is None, "simcam exited early"
             await asyncio.sleep(0.05)
     url: str = json.loads(ready.read_text())["urls"][0]
     return proc, url
 
 
-async def _wait_until(predicate: Callable[[], bool]) -> None:
+async def _wait_until(predicate: Callable[[], bool], changed: asyncio.Event) -> None:
+    """Wait until `predicate` holds, re-checking whenever the receiver reports a new state."""
     async with asyncio.timeout(30):
         while not predicate():
-            await asyncio.sleep(0.05)
+            changed.clear()
+            await changed.wait()
 
 
 @pytest.mark.slow
@@ -78,28 +79,35 @@ async def test_source_outage_is_an_exact_gap(tmp_path: Path) -> None:
         async with Engine(settings) as engine:
             receiver = engine.sources[0].receiver
             assert receiver is not None
-            receiver.add_listener(statuses.append)
-            await _wait_until(lambda: receiver.state is ReceiverState.STREAMING)
+            changed = asyncio.Event()
+
+            def on_state(status: ReceiverStatus) -> None:
+                statuses.append(status)
+                changed.set()
+
+            receiver.add_listener(on_state)
+            await _wait_until(lambda: receiver.state is ReceiverState.STREAMING, changed)
             await asyncio.sleep(4.0)
 
             camera.send_signal(signal.SIGKILL)
-            camera.wait()
+            await camera.wait()
             killed_ns = time.time_ns()
             await asyncio.sleep(5.0)
             camera, _ = await _start_simcam(tmp_path, port)
             back_ns = time.time_ns()
             await _wait_until(
                 lambda: (
-                    [x.state for x in statuses].count(ReceiverState.STREAMING) >= 1
-                    and receiver.state is ReceiverState.STREAMING
+                    receiver.state is ReceiverState.STREAMING
                     and ReceiverState.FAILED in [x.state for x in statuses]
-                )
+                ),
+                changed,
             )
             reconnect_s = (time.time_ns() - back_ns) / 1e9
             await asyncio.sleep(3.0)
     finally:
-        camera.send_signal(signal.SIGTERM)
-        camera.wait()
+        if camera.returncode is None:
+            camera.send_signal(signal.SIGTERM)
+        await camera.wait()
 
     assert reconnect_s <= BACKOFF_CAP_S + 2.0, f"reconnected after {reconnect_s:.1f} s"
     states = [s.state for s in statuses]

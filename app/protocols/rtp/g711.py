@@ -44,7 +44,8 @@ class G711Packetizer:
     """Splits G.711 samples into payloads of at most `max_payload` bytes on sample boundaries.
 
     Every chunk stands on its own: its `ts_offset` is the number of samples before it. The
-    marker bit stays clear: for audio it flags the start of a talkspurt (RFC 3551 §4.1), and a recorded stream plays continuously.
+    marker bit stays clear: for audio it flags the start of a talkspurt (RFC 3551 §4.1), and a
+    recorded stream plays continuously.
     """
 
     def __init__(self, params: CodecParams, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
