@@ -1,5 +1,7 @@
-"""The RTSP methods of the server core: OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN,
-GET_PARAMETER and SET_PARAMETER, with Digest auth, feature tags and status-code translation.
+"""The RTSP request handlers of the server core, and the translation of errors to statuses.
+
+OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER and SET_PARAMETER, with Digest
+authentication and feature tags.
 
 Order of checks per request: CSeq (400), method known (405/501), credentials (401, not for
 OPTIONS), address (404), Require tags (551), Session (454), then the method itself. Domain

@@ -1,6 +1,8 @@
-"""Codecs for the smaller RTSP header fields: Session, CSeq, Scale, Speed, Rate-Control, Frames,
-Immediate, Require/Proxy-Require/Unsupported feature tags and RTP-Info (RFC 2326 §12, ONVIF
-Streaming §6.4–6.5). Transport and Range have their own modules.
+"""Codecs for the smaller RTSP header fields (RFC 2326 §12, ONVIF Streaming §6.4–6.5).
+
+Session, CSeq, Scale, Speed, Rate-Control, Frames, Immediate, the feature tags of Require,
+Proxy-Require, Supported and Unsupported, and RTP-Info. Transport and Range have their own
+modules.
 
 Parsers raise RtspParseError (status 400) naming the offending value; formatters emit the
 canonical spelling (`yes`/`no`, `-1.0`, `intra/4000`).

@@ -1,6 +1,8 @@
-"""Fuzzed requests against a live server, one connection per example: every answer is a
-well-formed RTSP response with a sensible status, nothing is logged as an error, and the
-server keeps answering."""
+"""Fuzzed requests against a live server, one connection per example.
+
+Every answer is a well-formed RTSP response with a sensible status, nothing is logged as an
+error, and the server keeps answering.
+"""
 
 from __future__ import annotations
 

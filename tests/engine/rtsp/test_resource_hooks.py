@@ -1,6 +1,8 @@
-"""The hooks the ONVIF replay server builds on, exercised by a small replay-like resource:
-feature tags, parsed PLAY headers, RTP-Info rtptime, per-packet 0xABAC extensions, zeroed
-sender reports, lossless (blocking) delivery to a stalled client, go-to-time, TEARDOWN."""
+"""The hooks the ONVIF replay server builds on, exercised by a small replay-like resource.
+
+Feature tags, parsed PLAY headers, RTP-Info rtptime, per-packet 0xABAC extensions, zeroed
+sender reports, lossless (blocking) delivery to a stalled client, go-to-time, TEARDOWN.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Session lifetime: keepalive by requests and RTCP, timeouts reclaimed by the single sweeper,
-1,000 abandoned sessions, UDP port pairs, limits and Digest authentication."""
+"""Session lifetime, UDP port pairs, limits and Digest authentication.
+
+Keepalive by requests and RTCP, timeouts reclaimed by the single sweeper, 1,000 abandoned
+sessions.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""RTSP exchanges as real clients and servers write them, typed in from RFC 2326, the ONVIF
-Streaming specification and captures of FFmpeg, GStreamer, VLC/live555 and camera answers.
+"""RTSP exchanges as real clients and servers write them (test data).
+
+Typed in from RFC 2326, the ONVIF Streaming specification and what FFmpeg, GStreamer,
+VLC/live555 and cameras send.
 
 Each entry is the raw bytes of one direction of a connection; the tests parse them whole, byte by
 byte and in random chunks, and mutate them for the fuzz tests.
