@@ -1,0 +1,271 @@
+"""The ONVIF SOAP 1.2 endpoint on aiohttp: parse, authenticate, dispatch by body element, answer.
+
+Services are plain classes whose methods are marked with `@operation(name, access)`; each handler
+gets the request context and zeep's deserialized request and returns the keyword arguments of the
+response (zeep serializes them against the official WSDL, so element names and order are the
+schema's). Errors become SOAP faults only here (ARCHITECTURE habit 6): a handler raises SoapFault
+for a specific ONVIF subcode, or a CustosError that the service's `faults` table (or the generic
+table below) translates.
+
+    server = OnvifServer(authenticator, [DeviceService(...), RecordingService(...), ...])
+    server.add_routes(app)      # POST /onvif/<anything>
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from aiohttp import web
+from lxml import etree
+from zeep.xsd.context import XmlParserContext
+
+from app.core.errors import (
+    ConfigError,
+    ConflictError,
+    CustosError,
+    LimitError,
+    NotFoundError,
+    PermissionError_,
+)
+from app.engine.onvif.security import (
+    AccessClass,
+    Authenticator,
+    Caller,
+    Unauthenticated,
+    authorize,
+)
+from app.protocols.onvif.wsdl import Catalog, OperationInfo, ServiceSpec, catalog
+from app.protocols.soap.envelope import CONTENT_TYPE, Envelope, parse_envelope
+from app.protocols.soap.fault import SoapFault, fault_envelope
+from app.protocols.soap.xml import MAX_XML_BYTES
+
+log = logging.getLogger(__name__)
+
+#: Media types accepted for SOAP requests (PF-02: text/xml is tolerated).
+ACCEPTED_CONTENT_TYPES = frozenset({"application/soap+xml", "text/xml", "application/xml"})
+#: URL prefix of every service endpoint (GEN-02: any service answers on any of them).
+ONVIF_PATH_PREFIX = "/onvif/"
+
+Handler = Callable[["RequestContext", Any], Awaitable[Mapping[str, Any] | None]]
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Mapping[str, Any] | None]])
+
+#: Generic translation of domain errors (a service's `faults` table is consulted first).
+GENERIC_FAULTS: tuple[tuple[type[CustosError], str, tuple[str, ...]], ...] = (
+    (SoapFault, "", ()),  # passed through unchanged
+    (PermissionError_, "Sender", ("NotAuthorized",)),
+    (NotFoundError, "Sender", ("InvalidArgVal",)),
+    (ConfigError, "Sender", ("InvalidArgVal",)),
+    (LimitError, "Receiver", ("Action",)),
+    (ConflictError, "Receiver", ("Action",)),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestContext:
+    """What a handler may know about the request besides its body."""
+
+    caller: Caller
+    #: scheme://host[:port] as the client addressed us: XAddrs must use it (6.4).
+    base_url: str
+    operation: OperationInfo
+    envelope: Envelope
+
+
+@dataclasses.dataclass(frozen=True)
+class _Marked:
+    name: str
+    access: AccessClass
+
+
+def operation(name: str, access: AccessClass) -> Callable[[_F], _F]:
+    """Mark a service method as the handler of WSDL operation `name` with its access class."""
+
+    def mark(fn: _F) -> _F:
+        fn.__onvif_operation__ = _Marked(name, access)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+class OnvifService:
+    """Base of the services: `service` names the WSDL (wsdl.SERVICES), `faults` maps errors.
+
+    `faults` entries are (error class, SOAP code, ONVIF subcodes), searched in order before the
+    generic table, e.g. `(NoRecordingError, "Sender", ("InvalidArgVal", "NoRecording"))`.
+    """
+
+    service: str = ""
+    faults: tuple[tuple[type[CustosError], str, tuple[str, ...]], ...] = ()
+
+    def handlers(self) -> dict[str, tuple[Handler, AccessClass]]:
+        """Operation name → (bound handler, access class) from the @operation marks."""
+        found: dict[str, tuple[Handler, AccessClass]] = {}
+        for _, member in inspect.getmembers(self, inspect.ismethod):
+            mark = getattr(member, "__onvif_operation__", None)
+            if isinstance(mark, _Marked):
+                found[mark.name] = (member, mark.access)
+        return found
+
+    def fault_for(self, exc: CustosError) -> SoapFault:
+        """The SOAP fault answering a domain error raised by one of this service's handlers."""
+        for cls, code, subcodes in (*self.faults, *GENERIC_FAULTS):
+            if isinstance(exc, cls):
+                if isinstance(exc, SoapFault):
+                    return exc
+                return SoapFault(code, subcodes, exc.message)
+        return SoapFault.receiver("Action", reason=exc.message)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Route:
+    info: OperationInfo
+    service: OnvifService
+    handler: Handler
+    access: AccessClass
+
+
+class OnvifServer:
+    """Routes SOAP requests to the registered services; one instance per engine."""
+
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        services: Iterable[OnvifService],
+        *,
+        wsdl: Catalog | None = None,
+    ) -> None:
+        self.catalog = wsdl or catalog()
+        self.authenticator = authenticator
+        self.services = list(services)
+        self._routes: dict[str, _Route] = {}
+        self.served: set[str] = set()
+        for service in self.services:
+            self.served.add(service.service)
+            for name, (handler, access) in service.handlers().items():
+                try:
+                    info = self.catalog.operation(service.service, name)
+                except KeyError:
+                    raise ValueError(f"{service.service} WSDL has no operation {name}") from None
+                element: str = info.operation.input.body.qname.text  # type: ignore[union-attr]
+                self._routes[element] = _Route(info, service, handler, access)
+        #: Counters for /status and the benchmark.
+        self.requests = 0
+        self.faults = 0
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post(ONVIF_PATH_PREFIX + "{tail:.*}", self.handle)
+
+    def spec(self, name: str) -> ServiceSpec:
+        return self.catalog.operation(name, "GetServiceCapabilities").service
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """The aiohttp handler: every outcome is a SOAP answer or an HTTP status, never a crash."""
+        started = time.perf_counter()
+        self.requests += 1
+        media_type = request.content_type.lower()
+        if media_type not in ACCEPTED_CONTENT_TYPES:
+            return web.Response(status=415, text=f"unsupported media type {media_type!r}\n")
+        too_large = f"SOAP requests are limited to {MAX_XML_BYTES} bytes\n"
+        if request.content_length is not None and request.content_length > MAX_XML_BYTES:
+            return web.Response(status=413, text=too_large)
+        body = await _read_body(request)
+        if body is None:  # chunked bodies have no Content-Length to check first
+            return web.Response(status=413, text=too_large)
+        name = "?"
+        try:
+            envelope = parse_envelope(body)
+            route = self._routes.get(envelope.operation)
+            info = route.info if route else self.catalog.by_element.get(envelope.operation)
+            name = info.name if info else envelope.operation
+            caller = self.authenticator.caller(
+                request.method, request.headers.get("Authorization"), envelope
+            )
+            access = route.access if route else AccessClass.READ_MEDIA
+            authorize(caller, access, name)
+            if route is None:
+                raise _unrouted(envelope.operation, info, self.served)
+            result = await self._call(route, caller, envelope, request)
+        except Unauthenticated as exc:
+            self.faults += 1
+            log.info("ONVIF %s refused (401): %s", name, exc.reason)
+            response = web.Response(status=401, text="authentication required\n")
+            for challenge in self.authenticator.challenges(stale=exc.stale):
+                response.headers.add("WWW-Authenticate", challenge)
+            return response
+        except SoapFault as fault:
+            self.faults += 1
+            log.info("ONVIF %s fault: %s", name, fault)
+            return _soap_response(fault_envelope(fault), fault.http_status)
+        log.debug("ONVIF %s by %s in %.2f ms", name, caller.user, _ms(started))
+        return _soap_response(result, 200)
+
+    async def _call(
+        self, route: _Route, caller: Caller, envelope: Envelope, request: web.Request
+    ) -> bytes:
+        op: Any = route.info.operation
+        context = XmlParserContext(settings=op.input.wsdl.settings)  # type: ignore[no-untyped-call]
+        try:
+            # The wrapper element's value, never unwrapped: handlers always get `req.<Child>`.
+            value = op.input.body.parse(envelope.payload, op.input.wsdl.types, context=context)
+        except Exception as exc:  # noqa: BLE001 - zeep raises many types for bad input
+            reason = f"bad {route.info.name} request: {exc}"
+            raise SoapFault.sender("InvalidArgs", reason=reason) from None
+        ctx = RequestContext(caller, _base_url(request), route.info, envelope)
+        try:
+            result = await route.handler(ctx, value)
+        except CustosError as exc:
+            raise route.service.fault_for(exc) from None
+        except Exception:
+            log.exception("ONVIF %s failed", route.info.name)
+            raise SoapFault.receiver(
+                "Action", reason=f"{route.info.name} failed inside the device"
+            ) from None
+        try:
+            message = op.output.serialize(**(result or {}))
+        except Exception:
+            # A handler returned something the schema does not allow: our bug, not the client's.
+            log.exception("ONVIF %s response does not fit the schema", route.info.name)
+            raise SoapFault.receiver(
+                "Action", reason=f"{route.info.name} produced an invalid response"
+            ) from None
+        return bytes(etree.tostring(message.content, xml_declaration=True, encoding="utf-8"))
+
+
+def _unrouted(element: str, info: OperationInfo | None, served: set[str]) -> SoapFault:
+    """GEN-03: operations of advertised services → ActionNotSupported, others UnknownAction."""
+    if info is not None and info.service.name in served:
+        return SoapFault.receiver(
+            "ActionNotSupported", reason=f"{info.name} is not supported by this device"
+        )
+    return SoapFault.sender("UnknownAction", reason=f"unknown operation {element}")
+
+
+async def _read_body(request: web.Request) -> bytes | None:
+    """The whole body, or None once it grows past MAX_XML_BYTES (the rest is not read)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > MAX_XML_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _soap_response(body: bytes, status: int) -> web.Response:
+    response = web.Response(body=body, status=status)
+    response.headers["Content-Type"] = CONTENT_TYPE
+    return response
+
+
+def _base_url(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
