@@ -2,7 +2,7 @@
 
 Passwords are stored recoverable (in a 0600 file inside the data directory) because HTTP Digest
 and WS-UsernameToken PasswordDigest both need the plain secret on the server side; see the
-"Credentials" section of app/engine/storage/DESIGN.md once the services issue extends it.
+"Credentials" section of app/engine/onvif/DESIGN.md for why and for the alternatives.
 """
 
 from __future__ import annotations
