@@ -1,8 +1,9 @@
 """Composition root of the engine: owns every resource and tears it down in reverse order.
 
-`Engine` is an async context manager: store → users → RTSP server → HTTP server → one
-source + LiveHub + Recorder per configured source → retention sweeper. `run_engine` runs it on
-one asyncio loop in the calling thread (headless) until SIGINT/SIGTERM or a duration.
+`Engine` is an async context manager: store → event bus → users → RTSP server → HTTP server →
+one source + LiveHub + Recorder per configured source → job controller (receivers and recording
+jobs from the store) → retention sweeper. `run_engine` runs it on one asyncio loop in the
+calling thread (headless) until SIGINT/SIGTERM or a duration.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from aiohttp import web
 from app import __version__
 from app.core.config import EngineConfig, RtspSource, SimcamSource, Source
 from app.core.time import Clock, SystemClock, format_iso
+from app.engine.events import EventBus
 from app.engine.ingest import Receiver
+from app.engine.jobs import IngestOptions, JobController
 from app.engine.live import LiveHub
-from app.engine.recorder import Recorder
+from app.engine.recorder import DEFAULT_TRACKS, Recorder
 from app.engine.rtsp import LiveResource, RtspServer
 from app.engine.simcam import SimulatedCamera, encode_loop
 from app.engine.storage import RecordingConfig, Store, StoreOptions
@@ -50,6 +53,8 @@ class EngineSettings:
     rtsp_port: int = 8554
     http_port: int = 8080
     ready_file: Path | None = None
+    #: Back-off and timeouts of the receivers recording jobs use.
+    ingest: IngestOptions = dataclasses.field(default_factory=IngestOptions)
 
 
 @dataclasses.dataclass
@@ -92,6 +97,8 @@ class Engine:
         self.store: Store | None = None
         self.rtsp: RtspServer | None = None
         self.users: UserDirectory | None = None
+        self.events = EventBus(clock=self.clock)
+        self.jobs: JobController | None = None
         self.http_port = 0
         self._stack = contextlib.AsyncExitStack()
 
@@ -118,6 +125,7 @@ class Engine:
         self.store = await self._stack.enter_async_context(
             Store(s.data_dir, clock=self.clock, options=options)
         )
+        self._stack.callback(self.events.close)
         self.users = await asyncio.to_thread(UserDirectory.open, s.data_dir)
         auth = DigestAuthenticator(REALM, self.users.password_of, clock=self.clock)
         self.rtsp = RtspServer(
@@ -128,6 +136,11 @@ class Engine:
         await self._start_http()
         for source in cfg.sources:
             await self._start_source(source)
+        # Configured sources own the default tracks of their recordings; jobs may not write them.
+        reserved = {source.recording: set(DEFAULT_TRACKS.values()) for source in cfg.sources}
+        self.jobs = await self._stack.enter_async_context(
+            JobController(self.store, self.events, reserved=reserved, ingest=s.ingest)
+        )
         sweeper = asyncio.create_task(self._retention_loop(), name="retention")
         self._stack.push_async_callback(_cancel_and_wait, sweeper)
         if s.ready_file is not None:
@@ -183,7 +196,7 @@ class Engine:
         self.sources.append(runtime)
 
     async def _retention_loop(self) -> None:
-        assert self.store is not None
+        assert self.store is not None and self.jobs is not None
         interval = self.settings.config.retention.sweep_interval_s
         while True:
             await asyncio.sleep(interval)
@@ -194,6 +207,7 @@ class Engine:
                 continue
             for seg in deleted:
                 log.info("retention deleted %s", seg)
+            self.jobs.track_data_deleted(deleted)
 
     def ready_info(self) -> dict[str, Any]:
         """Service URLs for the ready file and the log."""
@@ -220,6 +234,7 @@ class Engine:
                 "version": __version__,
                 "now": format_iso(self.clock.wall_ns()),
                 "sources": [s.status() for s in self.sources],
+                "recording_jobs": self.jobs.status() if self.jobs is not None else {},
             }
         )
 
