@@ -11,6 +11,7 @@ the on-disk invariants and procedures). The engine uses:
         await writer.close()
         async for frame in store.read_frames(rec.token, "VIDEO001", start_ns, end_ns): ...
         deleted = await store.sweep()        # retention, e.g. every 30 s
+        events = await store.history_page(rec.token, t0, t1)  # Recording/Track State history
 
 Tools on a directory (CLI): `check(data_dir, repair)`, `list_recordings_report(data_dir)`,
 `StoreReader.open(data_dir)`.
@@ -26,6 +27,8 @@ from app.engine.storage.model import (
     DeletedSegment,
     EvidenceLock,
     FrameRef,
+    HistoryEvent,
+    HistoryTopic,
     Job,
     JobConfig,
     JobMode,
@@ -60,6 +63,8 @@ __all__ = [
     "DurationError",
     "EvidenceLock",
     "FrameRef",
+    "HistoryEvent",
+    "HistoryTopic",
     "Job",
     "JobConfig",
     "JobMode",

@@ -293,3 +293,27 @@ def params_from_json(text: str) -> CodecParams:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise StorageError(f"stored codec parameters are unreadable: {exc}") from None
+
+
+class HistoryTopic(enum.IntEnum):
+    """Recording history topics (spec 4.3) as stored in the `history` table's `topic` column."""
+
+    RECORDING_STATE = 1
+    TRACK_STATE = 2
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One stored recording history event (a Changed property message, spec 4.3).
+
+    `track` is "" for recording-level events. `key` orders events of one recording: time, then
+    recording-level before track-level, then insertion order (RS-S7); it is also the keyset
+    cursor of paged reads.
+    """
+
+    recording: str
+    track: str
+    topic: HistoryTopic
+    utc_ns: int
+    value: bool
+    key: tuple[int, int, int]

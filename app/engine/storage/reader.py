@@ -17,10 +17,12 @@ from typing import Any
 
 from app.core.errors import NotFoundError, StorageError
 from app.core.media import Codec, CodecParams, TrackKind
-from app.engine.storage import catalog, jobs, layout, media, tokens
+from app.engine.storage import catalog, history, jobs, layout, media, tokens
 from app.engine.storage.model import (
     EvidenceLock,
     FrameRef,
+    HistoryEvent,
+    HistoryTopic,
     Job,
     Receiver,
     Recording,
@@ -232,6 +234,56 @@ class StoreReader:
         if row is None:
             raise NotFoundError(f"no run {ref.run_id} (deleted by retention?)")
         return params_from_json(row[0])
+
+    # ---------------------------------------------------------------- history
+
+    def _track_tokens(self, rec_id: int) -> dict[int, str]:
+        return dict(
+            self._conn.execute("SELECT id, token FROM track WHERE recording_id = ?", (rec_id,))
+        )
+
+    def history_page(
+        self,
+        recording: str,
+        low_ns: int,
+        high_ns: int,
+        *,
+        after: tuple[int, int, int] | None = None,
+        descending: bool = False,
+        topics: tuple[HistoryTopic, ...] = tuple(HistoryTopic),
+        limit: int = DEFAULT_PAGE,
+    ) -> list[HistoryEvent]:
+        """Recording history events with low_ns ≤ utc_ns ≤ high_ns, after the keyset `after`
+        (a previous event's `key`), in time order or its reverse (history.py)."""
+        rec_id = tokens.recording_id(self._conn, recording)
+        rows = history.page(
+            self._conn,
+            rec_id,
+            low_ns,
+            high_ns,
+            after=after,
+            descending=descending,
+            topics=topics,
+            limit=limit,
+        )
+        return history.events(self._conn, recording, self._track_tokens(rec_id), rows)
+
+    def history_state(
+        self, recording: str, at_ns: int, *, inclusive: bool = False
+    ) -> tuple[bool, dict[str, bool]]:
+        """IsRecording and each track's IsDataPresent at an instant: before the events at
+        `at_ns`, or after them when `inclusive` (virtual start-state events, EV-20/21)."""
+        rec_id = tokens.recording_id(self._conn, recording)
+        is_recording = history.state_at(
+            self._conn, -rec_id, HistoryTopic.RECORDING_STATE, at_ns, inclusive=inclusive
+        )
+        tracks = {
+            token: history.state_at(
+                self._conn, track_id, HistoryTopic.TRACK_STATE, at_ns, inclusive=inclusive
+            )
+            for track_id, token in self._track_tokens(rec_id).items()
+        }
+        return is_recording, tracks
 
     # ---------------------------------------------------------------- bytes
 

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 from app.core.errors import ConfigError, NotFoundError
-from app.engine.storage import layout, media, tokens
+from app.engine.storage import history, layout, media, tokens
 from app.engine.storage.model import DeletedSegment, EvidenceLock
 from app.engine.storage.schema import transaction
 
@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 MAX_LOCK_REASON_CHARS = 1024
 REASON_AGE = "max-retention"
 REASON_BUDGET = "disk-budget"
+#: Segment ids per IN (...) list, well under SQLite's bound-parameter limit.
+_CHUNK = 500
 
 _LOCKED = (
     "EXISTS (SELECT 1 FROM evidence_lock l WHERE l.recording_id = t.recording_id "
@@ -66,8 +68,21 @@ def sweep(
                 )
     if not doomed:
         return []
+    track_ids: set[int] = set()
+    ids = list(doomed)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        track_ids.update(
+            r[0]
+            for r in conn.execute(
+                f"SELECT DISTINCT track_id FROM segment WHERE id IN ({marks})", chunk
+            )
+        )
     with transaction(conn):
         media.discard_segments(conn, doomed)
+        # EV-16: history older than the remaining data goes in the same transaction.
+        history.prune(conn, track_ids)
     media.collect_garbage(conn, data_dir)
     deleted = sorted(doomed.values(), key=lambda d: (d.start_ns, d.recording, d.track))
     log.info(

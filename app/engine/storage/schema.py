@@ -149,6 +149,30 @@ _DDL = (
     "CREATE TABLE garbage (path TEXT PRIMARY KEY) STRICT",
 )
 
+#: The recording history index (history.py). It is derived from `run` and `segment` and rebuilt
+#: by `history.HistoryIndex.reconcile` on every open, so it is created when missing instead of
+#: through a schema upgrade: an index written before it existed gains it, backfilled, on open.
+HISTORY_DDL = (
+    # owner: the track id for track events, minus the recording id for recording events, so
+    # that at one instant recording-level events sort before track-level ones (RS-S7).
+    """CREATE TABLE IF NOT EXISTS history (
+        seq INTEGER PRIMARY KEY,
+        recording_id INTEGER NOT NULL,
+        owner INTEGER NOT NULL,
+        topic INTEGER NOT NULL,
+        utc_ns INTEGER NOT NULL,
+        value INTEGER,
+        data TEXT,
+        run_id INTEGER
+    ) STRICT""",
+    # FindEvents pages: events of one recording in [t0, t1], either direction, keyset on
+    # (utc_ns, owner, seq).
+    "CREATE INDEX IF NOT EXISTS history_time ON history (recording_id, utc_ns, owner, seq)",
+    # The state of one track or recording at an instant (virtual start-state events).
+    "CREATE INDEX IF NOT EXISTS history_owner ON history (owner, topic, utc_ns, seq)",
+    "CREATE INDEX IF NOT EXISTS history_run ON history (run_id) WHERE run_id IS NOT NULL",
+)
+
 #: UPGRADES[n] migrates a version-n index to version n+1 inside the opening transaction.
 #: Add an entry (and bump SCHEMA_VERSION) for every schema change; never edit _DDL alone.
 UPGRADES: dict[int, Callable[[sqlite3.Connection], None]] = {}
@@ -225,13 +249,15 @@ def initialize(conn: sqlite3.Connection) -> None:
                 [(code, source.value) for source, code in TIME_SOURCE_CODES.items()],
             )
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            return
-        for step in range(version, SCHEMA_VERSION):
-            upgrade = UPGRADES.get(step)
-            if upgrade is None:
-                raise StorageError(f"no upgrade from index schema version {step} to {step + 1}")
-            upgrade(conn)
-        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        else:
+            for step in range(version, SCHEMA_VERSION):
+                upgrade = UPGRADES.get(step)
+                if upgrade is None:
+                    raise StorageError(f"no upgrade from index schema version {step} to {step + 1}")
+                upgrade(conn)
+            conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        for statement in HISTORY_DDL:
+            conn.execute(statement)
 
 
 def require_current(conn: sqlite3.Connection) -> None:

@@ -20,15 +20,26 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from app.core.errors import ConflictError, StorageError
+from app.core.errors import ConflictError, NotFoundError, StorageError
 from app.core.media import CodecParams, TrackKind
 from app.core.time import Clock, SystemClock
-from app.engine.storage import catalog, integrity, jobs, layout, media, retention, tokens
-from app.engine.storage.flush import Flusher, FlushOutcome, FrameOp
+from app.engine.storage import (
+    catalog,
+    history,
+    integrity,
+    jobs,
+    layout,
+    media,
+    retention,
+    tokens,
+)
+from app.engine.storage.flush import Flusher, FlushOutcome, FrameOp, Op
 from app.engine.storage.model import (
     DeletedSegment,
     EvidenceLock,
     FrameRef,
+    HistoryEvent,
+    HistoryTopic,
     Job,
     JobConfig,
     JobMode,
@@ -45,6 +56,7 @@ from app.engine.storage.model import (
 )
 from app.engine.storage.reader import DEFAULT_PAGE, StoreReader
 from app.engine.storage.schema import connect, initialize
+from app.engine.storage.schema import transaction as schema_transaction
 from app.engine.storage.writer import TrackWriter
 
 log = logging.getLogger(__name__)
@@ -83,6 +95,7 @@ class Store:
         self._read_pool: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._flusher: Flusher | None = None
+        self._history: history.HistoryIndex | None = None
         self._read_conns: list[sqlite3.Connection] = []
         self._idle_read_conns: list[sqlite3.Connection] = []
         self._read_conns_lock = threading.Lock()
@@ -135,6 +148,9 @@ class Store:
             initialize(conn)
             self.recovery = integrity.recover(conn, self.data_dir)
             catalog.reset_runtime_state(conn)
+            # After recovery closed the open runs at their last durable frame (EV-11).
+            index = history.HistoryIndex(conn)
+            index.reconcile()
             flusher = Flusher(conn, self.data_dir, self._clock, self.options)
             flusher.load()
         except BaseException:
@@ -142,7 +158,7 @@ class Store:
                 conn.close()
             self._dir_lock.release()
             raise
-        self._conn, self._flusher = conn, flusher
+        self._conn, self._flusher, self._history = conn, flusher, index
 
     async def close(self) -> None:
         """End every writer's run, make everything durable, release the directory."""
@@ -283,13 +299,15 @@ class Store:
                 batches[key], taken[key] = ops, nbytes
         try:
             if batches:
-                outcomes = await self._on_write_thread(self._flusher.flush, batches)
+                outcomes = await self._on_write_thread(self._flush_sync, batches)
                 for key, outcome in outcomes.items():
                     self._writers[key].settle(outcome, taken[key])
         except Exception as exc:
             log.exception("recording flush cycle failed")
             with contextlib.suppress(Exception):
                 await self._on_write_thread(self._flusher.abort, list(batches), str(exc))
+            with contextlib.suppress(Exception):
+                await self._on_write_thread(self._sync_history)
             for key, ops in batches.items():
                 frames = sum(isinstance(op, FrameOp) for op in ops)
                 failed = FlushOutcome(frames_failed=frames, error=str(exc), run_broken=True)
@@ -298,6 +316,24 @@ class Store:
             for future in waiters:
                 if not future.done():
                     future.set_result(None)
+
+    def _flush_sync(self, batches: dict[int, list[Op]]) -> dict[int, FlushOutcome]:
+        assert self._flusher is not None
+        outcomes = self._flusher.flush(batches)
+        self._sync_history()
+        return outcomes
+
+    def _sync_history(self) -> None:
+        # Derived data: a failure here must not fail the media, and the next cycle (or the
+        # next open's reconcile) catches up.
+        if self._history is None:
+            return
+        try:
+            self._history.sync()
+        except (sqlite3.Error, OSError):
+            log.exception("cannot update the recording history index")
+            if self._conn is not None and self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
 
     # ---------------------------------------------------------------- writers
 
@@ -354,7 +390,7 @@ class Store:
     async def delete_recording(self, token: str) -> None:
         """RC-03: the recording, its tracks, media, jobs and their auto-created receivers."""
         self._refuse_if_writing(token)
-        await self._write(catalog.delete_recording, token)
+        await self._write(_delete_recording, token)
         await self._write(media.collect_garbage, self.data_dir)
 
     async def create_track(
@@ -367,7 +403,7 @@ class Store:
 
     async def delete_track(self, recording: str, track: str) -> None:
         self._refuse_if_writing(recording, track)
-        await self._write(catalog.delete_track, recording, track)
+        await self._write(_delete_track, recording, track)
         await self._write(media.collect_garbage, self.data_dir)
 
     async def recordings(self) -> list[Recording]:
@@ -478,6 +514,67 @@ class Store:
     async def params_for_frame(self, ref: FrameRef) -> CodecParams:
         return await self._read(StoreReader.params_for_frame, ref)
 
+    # ---------------------------------------------------------------- history
+
+    async def history_page(
+        self,
+        recording: str,
+        low_ns: int,
+        high_ns: int,
+        *,
+        after: tuple[int, int, int] | None = None,
+        descending: bool = False,
+        topics: tuple[HistoryTopic, ...] = tuple(HistoryTopic),
+        limit: int = DEFAULT_PAGE,
+    ) -> list[HistoryEvent]:
+        """One page of a recording's history events in [low_ns, high_ns] (StoreReader)."""
+        return await self._read(
+            StoreReader.history_page,
+            recording,
+            low_ns,
+            high_ns,
+            after=after,
+            descending=descending,
+            topics=topics,
+            limit=limit,
+        )
+
+    async def history_pages(
+        self,
+        requests: list[tuple[str, int, int, tuple[int, int, int] | None]],
+        *,
+        descending: bool,
+        topics: tuple[HistoryTopic, ...],
+        limit: int,
+    ) -> list[list[HistoryEvent]]:
+        """Several recordings' next pages in one trip to a read thread (search merges them)."""
+
+        def pages(reader: StoreReader) -> list[list[HistoryEvent]]:
+            out = []
+            for rec, low, high, after in requests:
+                try:
+                    page = reader.history_page(
+                        rec,
+                        low,
+                        high,
+                        after=after,
+                        descending=descending,
+                        topics=topics,
+                        limit=limit,
+                    )
+                except NotFoundError:
+                    page = []  # deleted meanwhile: an open search just sees no more events
+                out.append(page)
+            return out
+
+        return await self._read(pages)
+
+    async def history_state(
+        self, recording: str, at_ns: int, *, inclusive: bool = False
+    ) -> tuple[bool, dict[str, bool]]:
+        """IsRecording and IsDataPresent per track at an instant (StoreReader.history_state)."""
+        return await self._read(StoreReader.history_state, recording, at_ns, inclusive=inclusive)
+
     # ---------------------------------------------------------------- retention
 
     async def sweep(self, *, budget_bytes: int | None = None) -> list[DeletedSegment]:
@@ -499,3 +596,18 @@ class Store:
 
     async def evidence_locks(self, recording: str | None = None) -> list[EvidenceLock]:
         return await self._read(StoreReader.evidence_locks, recording)
+
+
+def _delete_recording(conn: sqlite3.Connection, token: str) -> None:
+    rec_id = tokens.recording_id(conn, token)
+    catalog.delete_recording(conn, token)
+    # A crash in between leaves orphan events, which the next open's reconcile drops.
+    with schema_transaction(conn):
+        history.forget_recording(conn, rec_id)
+
+
+def _delete_track(conn: sqlite3.Connection, recording: str, track: str) -> None:
+    rec_id, track_id, _kind = tokens.track_row(conn, recording, track)
+    catalog.delete_track(conn, recording, track)
+    with schema_transaction(conn):
+        history.forget_track(conn, rec_id, track_id)
