@@ -1,0 +1,1 @@
+"""ONVIF export file format: the file-level `meta` box, signing instances and the verifier."""
