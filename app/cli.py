@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app import __version__
 from app.core.config import EngineConfig, SimcamSource, parse_size
-from app.core.errors import CustosError, ErrorKind
+from app.core.errors import ConfigError, CustosError, ErrorKind
 
 log = logging.getLogger("custos")
 
@@ -111,7 +111,88 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--data", type=Path, required=True, help="data directory")
     rec.add_argument("--json", action="store_true", help="print JSON")
     rec.set_defaults(run=_cmd_recordings)
+    _add_evidence_commands(sub)
     return parser
+
+
+def _add_evidence_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    exp = sub.add_parser(
+        "export",
+        help="export a time range as a signed ONVIF export file (MP4)",
+        description="Export a recording's time range without re-encoding into a signed ONVIF "
+        "export file (split into numbered parts at --part-size). Video starts at the keyframe at "
+        "or before --start. Without --key the installation's self-signed exporter key is used "
+        "(reported as untrusted by verifiers). Ctrl+C cancels and leaves no partial file.",
+    )
+    exp.add_argument("--data", type=Path, required=True, help="data directory of the recorder")
+    exp.add_argument("--recording", required=True, help="recording token")
+    exp.add_argument(
+        "--start", required=True, help="UTC start, ISO 8601 (e.g. 2026-11-21T10:00:00Z)"
+    )
+    exp.add_argument("--end", required=True, help="UTC end (exclusive), ISO 8601")
+    exp.add_argument("--out", type=Path, required=True, help="output file (.mp4)")
+    exp.add_argument("--track", action="append", dest="tracks", help="track token (repeatable)")
+    exp.add_argument("--key", type=Path, help="signing key: PEM private key or PKCS#12 file")
+    exp.add_argument("--cert", type=Path, help="certificate for a PEM --key (PEM or DER)")
+    exp.add_argument(
+        "--password-env", metavar="VAR", help="environment variable holding the key's password"
+    )
+    exp.add_argument("--unsigned", action="store_true", help="do not sign (not for evidence)")
+    exp.add_argument("--operator", default="", help="operator name written into the file")
+    exp.add_argument("--note", help="text attested by the signature (auib)")
+    exp.add_argument(
+        "--part-size", type=_bytes, default=None, help="split parts at this size (default 4G)"
+    )
+    exp.add_argument(
+        "--keep-lock", action="store_true", help="keep the range protected from retention"
+    )
+    exp.set_defaults(run=_cmd_export)
+
+    ver = sub.add_parser(
+        "verify",
+        help="verify the signatures of an ONVIF export file",
+        description="Check every signing instance of an ONVIF export file and print the verdict, "
+        "who exported it, when, from which cameras and whose certificate signed it. Exit codes: "
+        "0 valid and trusted, 1 valid but signer untrusted, 2 unsigned, 3 invalid (modified), "
+        "4 malformed, 5 usage error.",
+    )
+    ver.add_argument("file", type=Path)
+    ver.add_argument(
+        "--trust",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CA.pem",
+        help="trusted CA or signer certificate (repeatable)",
+    )
+    ver.add_argument("--json", action="store_true", help="machine-readable report (schema 1)")
+    ver.set_defaults(run=_cmd_verify)
+
+    cs = sub.add_parser(
+        "countersign",
+        help="append a signing instance to an export file",
+        description="Append a further signature (e.g. a receiving stamp) to an export file; "
+        "earlier signatures stay untouched and valid.",
+    )
+    cs.add_argument("file", type=Path)
+    cs.add_argument("--key", type=Path, required=True, help="PEM private key or PKCS#12 file")
+    cs.add_argument("--cert", type=Path, help="certificate for a PEM --key (PEM or DER)")
+    cs.add_argument(
+        "--password-env", metavar="VAR", help="environment variable holding the key's password"
+    )
+    cs.add_argument("--note", help="text attested by this signature (auib)")
+    cs.set_defaults(run=_cmd_countersign)
+
+
+def _bytes(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    value = text.strip().upper().rstrip("B")
+    try:
+        if value and value[-1] in units:
+            return int(float(value[:-1]) * units[value[-1]])
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4G, 700M)") from None
 
 
 def _configure_logging(level: str) -> None:
@@ -189,6 +270,62 @@ def _cmd_check(args: argparse.Namespace) -> int:
     else:
         print(report.to_text())
     return EXIT_OK if report.ok or (args.repair and report.repaired_ok) else EXIT_PROBLEMS
+
+
+def _time_arg(text: str, option: str) -> int:
+    from app.core.time import parse_iso
+
+    try:
+        return parse_iso(text)
+    except ValueError:
+        raise ConfigError(f"{option} {text!r} is not an ISO 8601 time") from None
+
+
+def _password(env: str | None) -> str | None:
+    import os
+
+    if env is None:
+        return None
+    if env not in os.environ:
+        raise ConfigError(f"environment variable {env} (key password) is not set")
+    return os.environ[env]
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from app.engine.export.command import run_export_command, signer_for
+    from app.engine.export.job import DEFAULT_PART_SIZE_LIMIT, ExportRequest
+
+    start, end = _time_arg(args.start, "--start"), _time_arg(args.end, "--end")
+    if end <= start:
+        raise ConfigError("--end must be after --start")
+    password = _password(args.password_env)
+    signer = signer_for(args.data, args.key, args.cert, password, unsigned=args.unsigned)
+    request = ExportRequest(
+        recording=args.recording,
+        start_ns=start,
+        end_ns=end,
+        out_path=args.out,
+        tracks=tuple(args.tracks) if args.tracks else None,
+        part_size_limit=args.part_size or DEFAULT_PART_SIZE_LIMIT,
+        operator=args.operator,
+        note=args.note,
+        signer=signer,
+        keep_evidence_lock=args.keep_lock,
+    )
+    return run_export_command(args.data, request, out=sys.stdout)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from app.engine.export.verify import run_verify_command
+
+    return run_verify_command(args.file, args.trust, args.json, sys.stdout)
+
+
+def _cmd_countersign(args: argparse.Namespace) -> int:
+    from app.engine.export.sign import run_countersign_command
+
+    password = _password(args.password_env)
+    return run_countersign_command(args.file, args.key, args.cert, password, args.note, sys.stdout)
 
 
 def _cmd_recordings(args: argparse.Namespace) -> int:
