@@ -13,6 +13,7 @@ table below) translates.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import inspect
 import logging
@@ -23,6 +24,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from lxml import etree
 from zeep.xsd.context import XmlParserContext
+from zeep.xsd.elements.attribute import Attribute
+from zeep.xsd.types.simple import AnySimpleType
 
 from app.core.errors import (
     ConfigError,
@@ -65,6 +68,43 @@ GENERIC_FAULTS: tuple[tuple[type[CustosError], str, tuple[str, ...]], ...] = (
 )
 
 
+#: Set while a request is parsed: unparsable simple values raise instead of becoming None.
+_STRICT_VALUES: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "onvif_strict_values", default=False
+)
+
+
+def _install_strict_value_parsing() -> None:
+    """Make zeep's simple-value parsing raise while `_STRICT_VALUES` is set (GEN-04).
+
+    zeep (strict=False) logs a traceback and returns None for an xs:int 'x', an xs:dateTime
+    'yesterday' or an xs:duration 'banana', so a handler could not tell a bad value from an
+    absent one and would act on it. Requests must get Sender/InvalidArgs instead. Outside a
+    request parse (responses, clients in the same process) zeep behaves as shipped.
+    """
+    if getattr(AnySimpleType.parse_xmlelement, "__onvif_strict__", False):
+        return
+    element_parse = AnySimpleType.parse_xmlelement
+    attribute_parse = Attribute.parse
+
+    def parse_xmlelement(self: Any, xmlelement: Any, *args: Any, **kwargs: Any) -> Any:
+        if _STRICT_VALUES.get() and xmlelement.text is not None:
+            return self.pythonvalue(xmlelement.text)
+        return element_parse(self, xmlelement, *args, **kwargs)
+
+    def parse(self: Any, value: Any) -> Any:
+        if _STRICT_VALUES.get():
+            return self.type.pythonvalue(value)
+        return attribute_parse(self, value)  # type: ignore[no-untyped-call]
+
+    parse_xmlelement.__onvif_strict__ = True  # type: ignore[attr-defined]
+    AnySimpleType.parse_xmlelement = parse_xmlelement  # type: ignore[method-assign]
+    Attribute.parse = parse  # type: ignore[method-assign]
+
+
+_install_strict_value_parsing()
+
+
 @dataclasses.dataclass(frozen=True)
 class RequestContext:
     """What a handler may know about the request besides its body."""
@@ -74,6 +114,8 @@ class RequestContext:
     base_url: str
     operation: OperationInfo
     envelope: Envelope
+    #: The HTTP request path (e.g. a PullPoint's /onvif/events/subscription/<id>).
+    path: str = "/"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +143,9 @@ class OnvifService:
 
     service: str = ""
     faults: tuple[tuple[type[CustosError], str, tuple[str, ...]], ...] = ()
+    #: Prefixes declared on the response Envelope, for QNames that live in text content
+    #: (e.g. 'tns1' in a wsnt:Topic): zeep only declares the namespaces of elements it writes.
+    response_nsmap: Mapping[str, str] = {}
 
     def handlers(self) -> dict[str, tuple[Handler, AccessClass]]:
         """Operation name → (bound handler, access class) from the @operation marks."""
@@ -163,19 +208,18 @@ class OnvifServer:
     def spec(self, name: str) -> ServiceSpec:
         return self.catalog.operation(name, "GetServiceCapabilities").service
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler: every outcome is a SOAP answer or an HTTP status, never a crash."""
         started = time.perf_counter()
         self.requests += 1
         media_type = request.content_type.lower()
         if media_type not in ACCEPTED_CONTENT_TYPES:
             return web.Response(status=415, text=f"unsupported media type {media_type!r}\n")
-        too_large = f"SOAP requests are limited to {MAX_XML_BYTES} bytes\n"
         if request.content_length is not None and request.content_length > MAX_XML_BYTES:
-            return web.Response(status=413, text=too_large)
+            return await _too_large(request)
         body = await _read_body(request)
         if body is None:  # chunked bodies have no Content-Length to check first
-            return web.Response(status=413, text=too_large)
+            return await _too_large(request)
         name = "?"
         try:
             envelope = parse_envelope(body)
@@ -209,13 +253,16 @@ class OnvifServer:
     ) -> bytes:
         op: Any = route.info.operation
         context = XmlParserContext(settings=op.input.wsdl.settings)  # type: ignore[no-untyped-call]
+        strict = _STRICT_VALUES.set(True)
         try:
             # The wrapper element's value, never unwrapped: handlers always get `req.<Child>`.
             value = op.input.body.parse(envelope.payload, op.input.wsdl.types, context=context)
         except Exception as exc:  # noqa: BLE001 - zeep raises many types for bad input
             reason = f"bad {route.info.name} request: {exc}"
             raise SoapFault.sender("InvalidArgs", reason=reason) from None
-        ctx = RequestContext(caller, _base_url(request), route.info, envelope)
+        finally:
+            _STRICT_VALUES.reset(strict)
+        ctx = RequestContext(caller, _base_url(request), route.info, envelope, request.path)
         try:
             result = await route.handler(ctx, value)
         except CustosError as exc:
@@ -233,7 +280,19 @@ class OnvifServer:
             raise SoapFault.receiver(
                 "Action", reason=f"{route.info.name} produced an invalid response"
             ) from None
-        return bytes(etree.tostring(message.content, xml_declaration=True, encoding="utf-8"))
+        content = message.content
+        if route.service.response_nsmap:
+            content = _with_prefixes(content, route.service.response_nsmap)
+        return bytes(etree.tostring(content, xml_declaration=True, encoding="utf-8"))
+
+
+def _with_prefixes(root: etree._Element, extra: Mapping[str, str]) -> etree._Element:
+    """A copy of `root` whose start tag also declares `extra` (children are moved, not copied)."""
+    nsmap: dict[str | None, str] = dict(root.nsmap)
+    nsmap.update(extra)
+    copy = etree.Element(root.tag, attrib=dict(root.attrib), nsmap=nsmap)
+    copy.extend(list(root))
+    return copy
 
 
 def _unrouted(element: str, info: OperationInfo | None, served: set[str]) -> SoapFault:
@@ -255,6 +314,18 @@ async def _read_body(request: web.Request) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _too_large(request: web.Request) -> web.StreamResponse:
+    """413, then close: aiohttp would otherwise linger up to 10 s draining the unread body."""
+    response = web.Response(
+        status=413, text=f"SOAP requests are limited to {MAX_XML_BYTES} bytes\n"
+    )
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
 
 
 def _soap_response(body: bytes, status: int) -> web.Response:

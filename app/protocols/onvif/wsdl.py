@@ -159,7 +159,11 @@ def load_document(spec: ServiceSpec) -> zeep.wsdl.Document:
     """Parse one service's WSDL from the package (about 100 ms); xs:duration stays text."""
     transport = OfflineTransport()  # type: ignore[no-untyped-call]
     with _load_lock, _verbatim_durations():
-        return zeep.wsdl.Document(str(WSDL_DIR / spec.wsdl), transport, settings=settings())  # type: ignore[arg-type]
+        doc = zeep.wsdl.Document(str(WSDL_DIR / spec.wsdl), transport, settings=settings())  # type: ignore[arg-type]
+    # Topic texts are QNames ("tns1:RecordingHistory/..."): the prefix must be declared on the
+    # Envelope of every response that carries one (events, search results).
+    doc.types.set_ns_prefix("tns1", NS_TOPICS)  # type: ignore[no-untyped-call]
+    return doc
 
 
 class _VerbatimDuration(xsd_builtins.Duration):
