@@ -1,0 +1,138 @@
+"""What one replay PLAY asks for: direction, span, speed, pacing and frame selection (PB-11..19).
+
+`plan_play` turns the parsed headers of a PLAY into a `PlayPlan` against the footage's extent,
+or raises RtspStatusError (400 for contradictions, 457 for ranges that miss the footage). It
+does no I/O: which frames the plan selects is the walker's business (walk.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from app.core.time import NS_PER_MS
+from app.engine.rtsp.resource import PlayRequest, RtspStatusError
+from app.protocols.rtsp.headers import FramesMode, format_scale, format_yes_no
+from app.protocols.rtsp.range import INVALID_RANGE, NOW, RangeUnit, TimeRange
+
+#: Fastest trick speed served with rate control; faster requests are clamped (PB-11).
+MAX_SCALE = 64.0
+#: Slowest one; slower requests are clamped.
+MIN_SCALE = 1.0 / 64
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Extent:
+    """Wall clock of the earliest and the latest stored frame of the footage (inclusive)."""
+
+    earliest_ns: int
+    latest_ns: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlayPlan:
+    """One delivery: from `start_ns` towards `end_ns` (inclusive; None = open)."""
+
+    start_ns: int
+    end_ns: int | None
+    scale: float
+    rate_control: bool
+    frames: FramesMode
+    #: Minimum spacing of intra frames in recording time (Frames: intra/<ms>), 0 = none.
+    interval_ns: int
+    cseq: int
+
+    @property
+    def reverse(self) -> bool:
+        return self.scale < 0
+
+    def echo_headers(self, request: PlayRequest) -> tuple[tuple[str, str], ...]:
+        """The applied Scale and Rate-Control, plus Frames/Speed when the client sent them."""
+        headers = [
+            ("Scale", format_scale(self.scale)),
+            ("Rate-Control", format_yes_no(self.rate_control)),
+        ]
+        if request.frames is not None:
+            headers.append(("Frames", request.frames.to_header()))
+        if request.speed is not None:
+            headers.append(("Speed", format_scale(request.speed)))
+        return tuple(headers)
+
+
+def plan_play(
+    request: PlayRequest,
+    extent: Extent,
+    *,
+    previous: PlayPlan | None = None,
+    resume_ns: int | None = None,
+) -> PlayPlan:
+    """The plan of a PLAY; without a Range it resumes at `resume_ns` in `previous`'s direction."""
+    rate_control = True if request.rate_control is None else request.rate_control
+    scale = _scale(request, previous if request.range is None else None, rate_control)
+    start, end = _span(request.range, extent, scale)
+    if start is None:
+        if resume_ns is not None and request.range is None:
+            # Resuming where PAUSE left it, which may be just past either end of the footage.
+            start = min(max(resume_ns, extent.earliest_ns), extent.latest_ns)
+        else:
+            start = extent.latest_ns if scale < 0 else extent.earliest_ns
+    start, end = _clamp(start, end, extent, scale)
+    frames = request.frames.mode if request.frames is not None else FramesMode.ALL
+    interval_ms = request.frames.interval_ms if request.frames is not None else None
+    return PlayPlan(
+        start_ns=start,
+        end_ns=end,
+        scale=scale,
+        rate_control=rate_control,
+        frames=frames,
+        interval_ns=(interval_ms or 0) * NS_PER_MS,
+        cseq=request.cseq,
+    )
+
+
+def _scale(request: PlayRequest, previous: PlayPlan | None, rate_control: bool) -> float:
+    scale = request.scale
+    if scale is None:
+        reversed_range = request.range is not None and request.range.reverse
+        scale = -1.0 if reversed_range else (previous.scale if previous is not None else 1.0)
+        if request.speed is not None and rate_control:
+            # GStreamer asks fast forward with Speed alone (PB-11).
+            scale = math.copysign(request.speed, scale)
+    if scale == 0 or not math.isfinite(scale):
+        raise RtspStatusError(400, f"Scale {scale} cannot play anything")
+    if not rate_control:
+        # Without rate control Scale is only a direction (PB-11).
+        return math.copysign(1.0, scale)
+    magnitude = min(max(abs(scale), MIN_SCALE), MAX_SCALE)
+    return math.copysign(magnitude, scale)
+
+
+def _span(range_: TimeRange | None, extent: Extent, scale: float) -> tuple[int | None, int | None]:
+    if range_ is None:
+        return None, None
+    if range_.start == NOW or range_.end == NOW:
+        raise RtspStatusError(INVALID_RANGE, "replay has no 'now'; use a clock range")
+    start, end = range_.start, range_.end
+    assert not isinstance(start, str) and not isinstance(end, str)
+    if range_.unit is RangeUnit.NPT:
+        # npt is relative to the start of the footage (PB-12a, for non-ONVIF clients).
+        start = None if start is None else extent.earliest_ns + start
+        end = None if end is None else extent.earliest_ns + end
+    if start is not None and end is not None and start != end and (start > end) != (scale < 0):
+        direction = "reverse" if scale < 0 else "forward"
+        raise RtspStatusError(
+            INVALID_RANGE, f"Range {range_.to_header()} runs against the {direction} Scale {scale}"
+        )
+    return start, end
+
+
+def _clamp(start: int, end: int | None, extent: Extent, scale: float) -> tuple[int, int | None]:
+    """Move the span inside the footage; 457 when it misses the footage entirely."""
+    low, high = (end, start) if scale < 0 else (start, end)
+    if (high is not None and high < extent.earliest_ns) or (
+        low is not None and low > extent.latest_ns
+    ):
+        raise RtspStatusError(INVALID_RANGE, "the Range lies outside the recorded footage")
+    if scale < 0:
+        return min(start, extent.latest_ns), end
+    return max(start, extent.earliest_ns), end
