@@ -1,9 +1,9 @@
 """Composition root of the engine: owns every resource and tears it down in reverse order.
 
-`Engine` is an async context manager: store → event bus → users → RTSP server → HTTP server →
-one source + LiveHub + Recorder per configured source → job controller (receivers and recording
-jobs from the store) → retention sweeper. `run_engine` runs it on one asyncio loop in the
-calling thread (headless) until SIGINT/SIGTERM or a duration.
+`Engine` is an async context manager: store → event bus → users → RTSP server → one source +
+LiveHub + Recorder per configured source → job controller (receivers and recording jobs from the
+store) → HTTP server (/status and the ONVIF services) → retention sweeper. `run_engine` runs
+it on one asyncio loop in the calling thread (headless) until SIGINT/SIGTERM or a duration.
 """
 
 from __future__ import annotations
@@ -30,12 +30,22 @@ from app.engine.events import EventBus
 from app.engine.ingest import Receiver
 from app.engine.jobs import IngestOptions, JobController
 from app.engine.live import LiveHub
+from app.engine.onvif.device import DeviceService
+from app.engine.onvif.events import EventsService
+from app.engine.onvif.receiver import ReceiverService
+from app.engine.onvif.recording import RecordingService
+from app.engine.onvif.replay import ReplayService, ReplaySettings
+from app.engine.onvif.search import SearchService
+from app.engine.onvif.security import Authenticator
+from app.engine.onvif.server import OnvifServer, OnvifService
 from app.engine.recorder import DEFAULT_TRACKS, Recorder
 from app.engine.rtsp import LiveResource, RtspServer
+from app.engine.search import SearchSessions
 from app.engine.simcam import SimulatedCamera, encode_loop
 from app.engine.storage import RecordingConfig, Store, StoreOptions
 from app.engine.users import UserDirectory
 from app.protocols.rtsp.auth import DigestAuthenticator
+from app.protocols.soap.xml import MAX_XML_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +109,8 @@ class Engine:
         self.users: UserDirectory | None = None
         self.events = EventBus(clock=self.clock)
         self.jobs: JobController | None = None
+        self.onvif: OnvifServer | None = None
+        self.replay_settings: ReplaySettings | None = None
         self.http_port = 0
         self._stack = contextlib.AsyncExitStack()
 
@@ -133,7 +145,6 @@ class Engine:
         )
         await self.rtsp.start(s.listen, s.rtsp_port)
         self._stack.push_async_callback(self.rtsp.close)
-        await self._start_http()
         for source in cfg.sources:
             await self._start_source(source)
         # Configured sources own the default tracks of their recordings; jobs may not write them.
@@ -141,6 +152,8 @@ class Engine:
         self.jobs = await self._stack.enter_async_context(
             JobController(self.store, self.events, reserved=reserved, ingest=s.ingest)
         )
+        # HTTP last: the ONVIF services it serves need the store, jobs and events above.
+        await self._start_http()
         sweeper = asyncio.create_task(self._retention_loop(), name="retention")
         self._stack.push_async_callback(_cancel_and_wait, sweeper)
         if s.ready_file is not None:
@@ -148,8 +161,10 @@ class Engine:
         log.info("engine ready: %s", json.dumps(self.ready_info()))
 
     async def _start_http(self) -> None:
-        app = web.Application(client_max_size=64 * 1024)
+        app = web.Application(client_max_size=MAX_XML_BYTES)
         app.router.add_get("/status", self._http_status)
+        self.onvif = await self._onvif_server()
+        self.onvif.add_routes(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
@@ -209,6 +224,26 @@ class Engine:
                 log.info("retention deleted %s", seg)
             self.jobs.track_data_deleted(deleted)
 
+    async def _onvif_server(self) -> OnvifServer:
+        """The Profile G endpoint: every ONVIF service over the engine's store, jobs and events."""
+        assert self.store is not None and self.jobs is not None and self.users is not None
+        assert self.rtsp is not None
+        sessions = SearchSessions(self.store, clock=self.clock)
+        self._stack.push_async_callback(sessions.close)
+        self.replay_settings = await ReplaySettings.load(self.settings.data_dir)
+        events = EventsService(self.events, self.clock)
+        self._stack.callback(events.close)
+        services: list[OnvifService] = [
+            events,
+            RecordingService(self.jobs),
+            SearchService(self.store, sessions, clock=self.clock),
+            ReplayService(self.store, self.replay_settings, rtsp_port=self.rtsp.port),
+            ReceiverService(self.jobs),
+        ]
+        device = DeviceService(self.users, self.clock, services)
+        authenticator = Authenticator(self.users, self.clock, REALM)
+        return OnvifServer(authenticator, [device, *services])
+
     def ready_info(self) -> dict[str, Any]:
         """Service URLs for the ready file and the log."""
         assert self.rtsp is not None
@@ -222,6 +257,7 @@ class Engine:
             "rtsp_url": rtsp_base,
             "http_url": http_base,
             "status_url": http_base + "status",
+            "onvif_url": http_base + "onvif/device_service",
             "live": {
                 s.config.recording: rtsp_base + LIVE_PREFIX + s.config.recording
                 for s in self.sources

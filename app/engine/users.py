@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from app.core.errors import ConfigError, ConflictError, NotFoundError
@@ -96,6 +97,19 @@ class UserDirectory:
         self._users[name] = user
         self._save()
         return user
+
+    def update(self, changes: Sequence[tuple[str, str, UserLevel]]) -> None:
+        """Set password and level of existing users, all or nothing, in one atomic write."""
+        updated = dict(self._users)
+        for name, password, level in changes:
+            if name not in updated:
+                raise NotFoundError(f"no user {name!r}")
+            _validate(name, password)
+            updated[name] = User(name, password, level)
+        if not any(u.level is UserLevel.ADMINISTRATOR for u in updated.values()):
+            raise ConflictError("at least one administrator must remain")
+        self._users = updated
+        self._save()
 
     def delete(self, name: str) -> None:
         if name not in self._users:

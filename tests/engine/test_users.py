@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.errors import ConflictError
+from app.core.errors import ConflictError, NotFoundError
 from app.engine.users import ADMIN_PASSWORD_FILE, USERS_FILE, UserDirectory, UserLevel
 
 
@@ -41,3 +41,17 @@ def test_users_persist_and_last_admin_stays(tmp_path: Path) -> None:
         ("op", UserLevel.OPERATOR),
     ]
     assert "pw" not in repr(reopened.get("op"))
+
+
+def test_update_changes_users_atomically_and_keeps_an_administrator(tmp_path: Path) -> None:
+    users = UserDirectory.open(tmp_path, environ={"CUSTOS_ADMIN_PASSWORD": "a"})
+    users.create("op", "o", UserLevel.OPERATOR)
+    users.update([("op", "new", UserLevel.USER)])
+    again = UserDirectory.open(tmp_path, environ={})
+    assert again.get("op").level is UserLevel.USER
+    assert again.password_of("op") == "new"
+    with pytest.raises(ConflictError):
+        users.update([("admin", "a", UserLevel.USER)])
+    with pytest.raises(NotFoundError):
+        users.update([("op", "x", UserLevel.OPERATOR), ("ghost", "x", UserLevel.USER)])
+    assert UserDirectory.open(tmp_path, environ={}).password_of("op") == "new"  # nothing changed

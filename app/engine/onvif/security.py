@@ -70,6 +70,26 @@ class Unauthenticated(Exception):
         self.stale = stale
 
 
+class _DistinctTicks:
+    """`clock` whose monotonic reading never repeats: Digest nonces are a MAC of it.
+
+    Two challenges with the same nonce would let the first client's nc=1 make the second
+    client's nc=1 look like a replay (a frozen FakeClock, or two 401s in one clock tick). The
+    readings drift ahead by at most one nanosecond per challenge.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._last = -1
+
+    def wall_ns(self) -> int:
+        return self._clock.wall_ns()
+
+    def monotonic_ns(self) -> int:
+        self._last = max(self._clock.monotonic_ns(), self._last + 1)
+        return self._last
+
+
 class Authenticator:
     """Authenticates SOAP requests against the engine's user directory."""
 
@@ -78,7 +98,7 @@ class Authenticator:
         self.digest = DigestAuthenticator(
             realm,
             users.password_of,
-            clock=clock,
+            clock=_DistinctTicks(clock),
             nonce_lifetime_s=DIGEST_NONCE_LIFETIME_S,
             # One MD5 challenge (PF-12): SHA-256 only if advertised via HashingAlgorithms, and
             # requests-based clients mis-parse several Digest challenges joined in one header.
