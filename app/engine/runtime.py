@@ -27,11 +27,13 @@ from app import __version__
 from app.core.config import EngineConfig, RtspSource, SimcamSource, Source
 from app.core.time import Clock, SystemClock, format_iso
 from app.engine.events import EventBus
+from app.engine.export.keys import default_signer
 from app.engine.ingest import Receiver
 from app.engine.jobs import IngestOptions, JobController
 from app.engine.live import LiveHub
 from app.engine.onvif.device import DeviceService
 from app.engine.onvif.events import EventsService
+from app.engine.onvif.export import EXPORT_FORMAT, RecordingExportService
 from app.engine.onvif.receiver import ReceiverService
 from app.engine.onvif.recording import RecordingService
 from app.engine.onvif.replay import ReplayService, ReplaySettings
@@ -233,9 +235,15 @@ class Engine:
         self.replay_settings = await ReplaySettings.load(self.settings.data_dir)
         events = EventsService(self.events, self.clock)
         self._stack.callback(events.close)
+        data_dir = self.settings.data_dir
+        exports = RecordingExportService(
+            self.store, data_dir, self.clock, lambda: default_signer(data_dir)
+        )
+        self._stack.push_async_callback(exports.close)
         services: list[OnvifService] = [
             events,
-            RecordingService(self.jobs),
+            RecordingService(self.jobs, export_formats=(EXPORT_FORMAT,)),
+            exports,
             SearchService(self.store, sessions, clock=self.clock),
             ReplayService(self.store, self.replay_settings, rtsp_port=self.rtsp.port),
             ReceiverService(self.jobs),

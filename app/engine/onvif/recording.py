@@ -51,16 +51,18 @@ class RecordingService(OnvifService):
     service = "recording"
     faults = jobs_faults()
 
-    def __init__(self, jobs: JobController) -> None:
+    def __init__(self, jobs: JobController, *, export_formats: tuple[str, ...] = ()) -> None:
         self._jobs = jobs
+        #: Formats ExportRecordedData serves (app/engine/onvif/export.py); () = not served.
+        self.export_formats = export_formats
 
     def capabilities(self) -> dict[str, Any]:
         """trc:Capabilities attributes (§6.1, A.5), also embedded by GetServices (RC-01.2).
 
         Integers stay ints so the float-typed attributes read '32', not '32.0' (PF-25);
-        SupportedExportFileFormats is absent until export is served (§5 EX-06).
+        SupportedExportFileFormats is absent unless export is served (§5 EX-06).
         """
-        return {
+        caps: dict[str, Any] = {
             "DynamicRecordings": True,
             "DynamicTracks": True,
             "Encoding": list(RECORDED_ENCODINGS),
@@ -71,6 +73,9 @@ class RecordingService(OnvifService):
             "Options": True,
             "MetadataRecording": True,
         }
+        if self.export_formats:
+            caps["SupportedExportFileFormats"] = list(self.export_formats)
+        return caps
 
     # ---------------------------------------------------------------- capabilities
 

@@ -128,7 +128,7 @@ class SearchService(OnvifService):
     async def find_recordings(self, ctx: RequestContext, req: Any) -> dict[str, Any]:
         """RS-05: a session over the recordings in scope (KeepAliveTime, PF-04)."""
         token = await self._sessions.find_recordings(
-            _scope(req.Scope),
+            search_scope(req.Scope),
             req.MaxMatches,
             duration_seconds(req.KeepAliveTime, "KeepAliveTime"),
         )
@@ -161,7 +161,7 @@ class SearchService(OnvifService):
         token = await self._sessions.find_events(
             start,
             end,
-            _scope(req.Scope),
+            search_scope(req.Scope),
             event_filter(ctx.envelope.payload),
             include_start_state,
             req.MaxMatches,
@@ -244,7 +244,7 @@ def _token(value: Any, what: str) -> str:
     return token
 
 
-def _scope(value: Any) -> SearchScope:
+def search_scope(value: Any) -> SearchScope:
     """tt:SearchScope; an absent Scope is the empty one (every recording, RS-S2)."""
     if value is None:
         return SearchScope()
