@@ -10,15 +10,13 @@ from pathlib import Path
 
 import av
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from app.core.config import EngineConfig, SimcamSource
 from app.core.time import format_iso
 from app.engine.runtime import Engine, EngineSettings
 from tests.engine.media_checks import stored_frames
+from tests.formats.oef.synth import certificate, ec_key
 
 SMALL = (1024, 576)
 
@@ -35,21 +33,8 @@ def _custos(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def _receiver_key(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Court clerk")])
-    import datetime as dt
-
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
+    key = ec_key()
+    cert = certificate(key, "Court clerk")
     key_path, cert_path = folder / "clerk.key", folder / "clerk.pem"
     key_path.write_bytes(
         key.private_bytes(
