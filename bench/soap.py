@@ -8,7 +8,13 @@ Prints requests/s, p50/p99 latency, and the server's CPU seconds, so requests/s 
 is stated (target ≥ 1,000 req/s per core, p99 ≤ 20 ms). Reference in the same run: the same
 clients against a bare aiohttp handler returning a fixed body (the HTTP floor).
 
-    .venv/bin/python -m bench.soap [--clients 50] [--seconds 60]
+`--mix engine` serves the real Engine instead (simulated camera recording, every ONVIF service)
+and each client cycles through what a search GUI sends: GetRecordingSummary, GetRecordings,
+FindEvents + GetEventSearchResults over the recorded footage. `--clients 1,10,50` runs each
+concurrency in turn: with N closed-loop clients on a saturated server, latency is at least
+N / throughput, so p99 ≤ 20 ms at 50 clients needs ≥ 2,500 req/s from the server.
+
+    .venv/bin/python -m bench.soap [--clients 50] [--seconds 60] [--mix device|engine]
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -33,10 +40,27 @@ USER, PASSWORD = "admin", "bench-pw"
 PATH = "/onvif/device_service"
 TDS = "http://www.onvif.org/ver10/device/wsdl"
 TSE = "http://www.onvif.org/ver10/search/wsdl"
+TRC = "http://www.onvif.org/ver10/recording/wsdl"
 REQUESTS = [
     f'<tds:GetDeviceInformation xmlns:tds="{TDS}"/>',
     f'<tse:GetRecordingSummary xmlns:tse="{TSE}"/>',
 ]
+#: The engine mix; a FindEvents answer's token is paged in the next request, as a GUI does.
+ENGINE_REQUESTS = [
+    f'<tse:GetRecordingSummary xmlns:tse="{TSE}"/>',
+    f'<trc:GetRecordings xmlns:trc="{TRC}"/>',
+    f'<tse:FindEvents xmlns:tse="{TSE}"><tse:StartPoint>2000-01-01T00:00:00Z</tse:StartPoint>'
+    "<tse:Scope/><tse:SearchFilter/><tse:IncludeStartState>true</tse:IncludeStartState>"
+    "<tse:KeepAliveTime>PT10S</tse:KeepAliveTime></tse:FindEvents>",
+]
+EVENT_RESULTS = (
+    f'<tse:GetEventSearchResults xmlns:tse="{TSE}"><tse:SearchToken>{{token}}</tse:SearchToken>'
+    "<tse:MaxResults>100</tse:MaxResults><tse:WaitTime>PT1S</tse:WaitTime>"
+    "</tse:GetEventSearchResults>"
+)
+SEARCH_TOKEN = re.compile(rb"<[^>]*SearchToken>([^<]+)<")
+#: Seconds of footage the engine mix records before the clients start.
+ENGINE_WARMUP_S = 3.0
 
 
 def envelope(payload: str) -> bytes:
@@ -55,6 +79,29 @@ def cpu_seconds(pid: int) -> float:
 # ------------------------------------------------------------------ server process
 
 
+def serve_engine() -> None:
+    """Run the real Engine (simulated camera) on 127.0.0.1:0; print the HTTP port; stop on EOF."""
+    from app.core.config import EngineConfig, SimcamSource
+    from app.engine.runtime import Engine, EngineSettings
+
+    async def run_engine() -> None:
+        with tempfile.TemporaryDirectory(prefix="bench-soap-engine-") as data:
+            os.environ["CUSTOS_ADMIN_PASSWORD"] = PASSWORD
+            source = SimcamSource(size=(1024, 576), loop_seconds=2)
+            settings = EngineSettings(
+                data_dir=Path(data),
+                config=EngineConfig(sources=(source,)),
+                rtsp_port=0,
+                http_port=0,
+            )
+            async with Engine(settings) as engine:
+                await asyncio.sleep(ENGINE_WARMUP_S)  # footage for the searches to find
+                print(engine.http_port, flush=True)
+                await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+    asyncio.run(run_engine())
+
+
 def serve(bare: bool) -> None:
     """Run the endpoint on 127.0.0.1:0; print the port; stop when stdin closes."""
     from aiohttp import web
@@ -67,7 +114,7 @@ def serve(bare: bool) -> None:
     class Device(OnvifService):
         service = "device"
 
-        @operation("GetDeviceInformation", AccessClass.READ_SYSTEM)
+        @operation("GetDeviceInformation", AccessClass.READ_SYSTEM, cacheable=True)
         async def info(self, ctx: RequestContext, req: Any) -> dict[str, Any]:
             return {
                 "Manufacturer": "Custos",
@@ -120,7 +167,9 @@ def serve(bare: bool) -> None:
 # ------------------------------------------------------------------ client side
 
 
-async def client(url: str, deadline: float, latencies: list[float], errors: list[int]) -> None:
+async def client(
+    url: str, deadline: float, latencies: list[float], errors: list[int], mix: str
+) -> None:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
         headers = {"Content-Type": "application/soap+xml; charset=utf-8"}
         async with session.post(url, data=envelope(REQUESTS[0]), headers=headers) as resp:
@@ -128,24 +177,35 @@ async def client(url: str, deadline: float, latencies: list[float], errors: list
             challenge = select_challenge(resp.headers.getall("WWW-Authenticate", []))
         nc = 0
         i = 0
+        pending: bytes | None = None  # a FindEvents token whose results come next
+        requests = ENGINE_REQUESTS if mix == "engine" else REQUESTS
         while time.perf_counter() < deadline:
             nc += 1
-            i += 1
+            if pending is not None:
+                payload = EVENT_RESULTS.format(token=pending.decode())
+                pending = None
+            else:
+                i += 1
+                payload = requests[i % len(requests)]
             if challenge is not None:
                 headers["Authorization"] = digest_authorization(
                     challenge, "POST", PATH, USER, PASSWORD, nc=nc
                 )
-            body = envelope(REQUESTS[i % len(REQUESTS)])
             started = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as resp:
-                await resp.read()
+            async with session.post(url, data=envelope(payload), headers=headers) as resp:
+                answer = await resp.read()
                 if resp.status != 200:
                     errors.append(resp.status)
             latencies.append(time.perf_counter() - started)
+            if resp.status == 200 and payload.startswith("<tse:FindEvents"):
+                found = SEARCH_TOKEN.search(answer)
+                pending = found.group(1) if found else None
 
 
-def run(clients: int, seconds: float, *, bare: bool) -> dict[str, float]:
+def run(clients: int, seconds: float, *, bare: bool, mix: str = "device") -> dict[str, float]:
     cmd = [sys.executable, "-m", "bench.soap", "--serve"] + (["--bare"] if bare else [])
+    if mix == "engine" and not bare:
+        cmd.append("--engine")
     server = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdin is not None
@@ -157,7 +217,7 @@ def run(clients: int, seconds: float, *, bare: bool) -> dict[str, float]:
         async def all_clients() -> None:
             deadline = time.perf_counter() + seconds
             await asyncio.gather(
-                *(client(url, deadline, latencies, errors) for _ in range(clients))
+                *(client(url, deadline, latencies, errors, mix) for _ in range(clients))
             )
 
         cpu0 = cpu_seconds(server.pid)
@@ -186,25 +246,34 @@ def run(clients: int, seconds: float, *, bare: bool) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--clients", default="50", help="one count or several, e.g. 1,10,50")
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--mix", choices=("device", "engine"), default="device")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--engine", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.bare)
+        if args.engine:
+            serve_engine()
+        else:
+            serve(args.bare)
         return
-    floor = run(args.clients, min(args.seconds, 10.0), bare=True)
-    soap = run(args.clients, args.seconds, bare=False)
-    for name, r in (("bare aiohttp (floor)", floor), ("ONVIF SOAP + Digest", soap)):
+    for clients in (int(n) for n in args.clients.split(",")):
+        floor = run(clients, min(args.seconds, 10.0), bare=True)
+        soap = run(clients, args.seconds, bare=False, mix=args.mix)
+        print(f"{clients} closed-loop clients, {args.seconds:.0f} s:")
+        for name, r in (("bare aiohttp (floor)", floor), (f"ONVIF SOAP ({args.mix})", soap)):
+            print(
+                f"  {name:22} {r['requests']:8.0f} req  {r['errors']:4.0f} errors  "
+                f"{r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
+                f"server CPU {r['server_cpu_s']:6.1f} s  {r['rps_per_core']:7.0f} req/s per core"
+            )
+        ratio = floor["rps_per_core"] / max(soap["rps_per_core"], 1)
+        bound = clients / max(soap["rps"], 1) * 1000
         print(
-            f"{name:22} {r['requests']:8.0f} req  {r['errors']:4.0f} errors  "
-            f"{r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
-            f"server CPU {r['server_cpu_s']:6.1f} s  {r['rps_per_core']:7.0f} req/s per core"
+            f"  SOAP cost vs floor {ratio:.1f}x CPU/req; queueing floor N/throughput {bound:.1f} ms"
         )
-    print(
-        f"SOAP cost vs floor: {floor['rps_per_core'] / max(soap['rps_per_core'], 1):.1f}x CPU/req"
-    )
 
 
 if __name__ == "__main__":

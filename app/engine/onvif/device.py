@@ -215,7 +215,7 @@ class DeviceService(OnvifService):
             entries.append(entry)
         return {"Service": entries}
 
-    @operation("GetServiceCapabilities", AccessClass.PRE_AUTH)
+    @operation("GetServiceCapabilities", AccessClass.PRE_AUTH, cacheable=True)
     async def get_service_capabilities(self, ctx: RequestContext, req: Any) -> dict[str, Any]:
         return {"Capabilities": self.capabilities()}
 
@@ -282,7 +282,7 @@ class DeviceService(OnvifService):
 
     # ------------------------------------------------------------ identity and time
 
-    @operation("GetDeviceInformation", AccessClass.READ_SYSTEM)
+    @operation("GetDeviceInformation", AccessClass.READ_SYSTEM, cacheable=True)
     async def get_device_information(self, ctx: RequestContext, req: Any) -> dict[str, Any]:
         return {
             "Manufacturer": self.info.manufacturer,

@@ -144,7 +144,7 @@ class EventsService(OnvifService):
 
     # ------------------------------------------------------------ event service
 
-    @operation("GetServiceCapabilities", AccessClass.PRE_AUTH)
+    @operation("GetServiceCapabilities", AccessClass.PRE_AUTH, cacheable=True)
     async def get_service_capabilities(self, ctx: RequestContext, req: Any) -> dict[str, Any]:
         return {"Capabilities": self.capabilities()}
 

@@ -48,7 +48,7 @@ class ReceiverService(OnvifService):
             "MaximumRTSPURILength": MAX_URI_CHARS,
         }
 
-    @operation("GetServiceCapabilities", AccessClass.PRE_AUTH)
+    @operation("GetServiceCapabilities", AccessClass.PRE_AUTH, cacheable=True)
     async def get_service_capabilities(self, ctx: RequestContext, req: Any) -> dict[str, Any]:
         """RX-01."""
         return {"Capabilities": self.capabilities()}

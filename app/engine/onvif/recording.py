@@ -79,7 +79,7 @@ class RecordingService(OnvifService):
 
     # ---------------------------------------------------------------- capabilities
 
-    @operation("GetServiceCapabilities", AccessClass.PRE_AUTH)
+    @operation("GetServiceCapabilities", AccessClass.PRE_AUTH, cacheable=True)
     async def get_service_capabilities(self, ctx: RequestContext, req: Any) -> dict[str, Any]:
         """RC-01."""
         return {"Capabilities": self.capabilities()}

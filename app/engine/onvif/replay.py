@@ -167,7 +167,7 @@ class ReplayService(OnvifService):
             host = f"[{host}]"
         return f"rtsp://{host}:{self.rtsp_port}{self.path_prefix}{quote(recording, safe='')}"
 
-    @operation("GetServiceCapabilities", AccessClass.PRE_AUTH)
+    @operation("GetServiceCapabilities", AccessClass.PRE_AUTH, cacheable=True)
     async def get_service_capabilities(self, ctx: RequestContext, req: Any) -> dict[str, Any]:
         """RP-02."""
         return {"Capabilities": self.capabilities()}

@@ -91,7 +91,7 @@ class SearchService(OnvifService):
 
     # ------------------------------------------------------------------ information
 
-    @operation("GetServiceCapabilities", AccessClass.PRE_AUTH)
+    @operation("GetServiceCapabilities", AccessClass.PRE_AUTH, cacheable=True)
     async def get_service_capabilities(self, ctx: RequestContext, req: Any) -> dict[str, Any]:
         """RS-01."""
         return {"Capabilities": self.capabilities()}

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 ACCEPTED_CONTENT_TYPES = frozenset({"application/soap+xml", "text/xml", "application/xml"})
 #: URL prefix of every service endpoint (GEN-02: any service answers on any of them).
 ONVIF_PATH_PREFIX = "/onvif/"
+#: Most (operation, base URL) answers kept for cacheable operations.
+MAX_CACHED_ANSWERS = 256
 
 Handler = Callable[["RequestContext", Any], Awaitable[Mapping[str, Any] | None]]
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Mapping[str, Any] | None]])
@@ -122,13 +124,20 @@ class RequestContext:
 class _Marked:
     name: str
     access: AccessClass
+    cacheable: bool = False
 
 
-def operation(name: str, access: AccessClass) -> Callable[[_F], _F]:
-    """Mark a service method as the handler of WSDL operation `name` with its access class."""
+def operation(name: str, access: AccessClass, *, cacheable: bool = False) -> Callable[[_F], _F]:
+    """Mark a service method as the handler of WSDL operation `name` with its access class.
+
+    `cacheable=True` declares that the answer never changes while the process runs (apart from
+    the base URL the client used, e.g. in XAddrs): the serialized response is then kept per
+    base URL and sent again without calling the handler. Authentication and access checks still
+    run on every request. Only for answers like GetServiceCapabilities or GetDeviceInformation.
+    """
 
     def mark(fn: _F) -> _F:
-        fn.__onvif_operation__ = _Marked(name, access)  # type: ignore[attr-defined]
+        fn.__onvif_operation__ = _Marked(name, access, cacheable)  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -149,11 +158,18 @@ class OnvifService:
 
     def handlers(self) -> dict[str, tuple[Handler, AccessClass]]:
         """Operation name → (bound handler, access class) from the @operation marks."""
-        found: dict[str, tuple[Handler, AccessClass]] = {}
+        return {name: (handler, mark.access) for name, (handler, mark) in self._marked().items()}
+
+    def cacheable(self) -> frozenset[str]:
+        """Names of the operations whose handlers declared a constant answer."""
+        return frozenset(name for name, (_, mark) in self._marked().items() if mark.cacheable)
+
+    def _marked(self) -> dict[str, tuple[Handler, _Marked]]:
+        found: dict[str, tuple[Handler, _Marked]] = {}
         for _, member in inspect.getmembers(self, inspect.ismethod):
             mark = getattr(member, "__onvif_operation__", None)
             if isinstance(mark, _Marked):
-                found[mark.name] = (member, mark.access)
+                found[mark.name] = (member, mark)
         return found
 
     def fault_for(self, exc: CustosError) -> SoapFault:
@@ -172,6 +188,7 @@ class _Route:
     service: OnvifService
     handler: Handler
     access: AccessClass
+    cacheable: bool = False
 
 
 class OnvifServer:
@@ -191,13 +208,16 @@ class OnvifServer:
         self.served: set[str] = set()
         for service in self.services:
             self.served.add(service.service)
+            constant = service.cacheable()
             for name, (handler, access) in service.handlers().items():
                 try:
                     info = self.catalog.operation(service.service, name)
                 except KeyError:
                     raise ValueError(f"{service.service} WSDL has no operation {name}") from None
                 element: str = info.operation.input.body.qname.text  # type: ignore[union-attr]
-                self._routes[element] = _Route(info, service, handler, access)
+                self._routes[element] = _Route(info, service, handler, access, name in constant)
+        #: (request element, base URL) → serialized answer of a cacheable operation.
+        self._cached: dict[tuple[str, str], bytes] = {}
         #: Counters for /status and the benchmark.
         self.requests = 0
         self.faults = 0
@@ -233,7 +253,7 @@ class OnvifServer:
             authorize(caller, access, name)
             if route is None:
                 raise _unrouted(envelope.operation, info, self.served)
-            result = await self._call(route, caller, envelope, request)
+            result = await self._answer(route, caller, envelope, request)
         except Unauthenticated as exc:
             self.faults += 1
             log.info("ONVIF %s refused (401): %s", name, exc.reason)
@@ -245,8 +265,24 @@ class OnvifServer:
             self.faults += 1
             log.info("ONVIF %s fault: %s", name, fault)
             return _soap_response(fault_envelope(fault), fault.http_status)
-        log.debug("ONVIF %s by %s in %.2f ms", name, caller.user, _ms(started))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("ONVIF %s by %s in %.2f ms", name, caller.user, _ms(started))
         return _soap_response(result, 200)
+
+    async def _answer(
+        self, route: _Route, caller: Caller, envelope: Envelope, request: web.Request
+    ) -> bytes:
+        """The serialized answer: from the cache for cacheable operations, else from _call."""
+        if not route.cacheable:
+            return await self._call(route, caller, envelope, request)
+        key = (envelope.operation, _base_url(request))
+        cached = self._cached.get(key)
+        if cached is None:
+            cached = await self._call(route, caller, envelope, request)
+            # Bounded by the Host values clients use; a client inventing Hosts gets no cache.
+            if len(self._cached) < MAX_CACHED_ANSWERS:
+                self._cached[key] = cached
+        return cached
 
     async def _call(
         self, route: _Route, caller: Caller, envelope: Envelope, request: web.Request

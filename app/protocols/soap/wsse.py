@@ -54,6 +54,8 @@ def find_username_token(security: etree._Element) -> UsernameToken:
     password_el = token.find(f"{{{NS_WSSE}}}Password")
     nonce_el = token.find(f"{{{NS_WSSE}}}Nonce")
     created = _text(token, f"{{{NS_WSU}}}Created") or _text(token, f"{{{NS_WSSE}}}Created")
+    if password_el is not None and password_el.get("Type", PASSWORD_DIGEST) != PASSWORD_DIGEST:
+        raise UsernameTokenError("only PasswordDigest UsernameTokens are accepted")
     if not username or password_el is None or nonce_el is None or not created:
         raise UsernameTokenError("UsernameToken needs Username, Password, Nonce and Created")
     password = (password_el.text or "").strip()

@@ -302,19 +302,32 @@ def to_event_result(obj: Any) -> EventResult:
 
 
 def to_notification(holder: Any) -> Notification:
-    """A wsnt:NotificationMessageHolderType: topic text plus the tt:Message payload (xs:any)."""
+    """A wsnt:NotificationMessageHolderType: topic text plus the tt:Message payload (xs:any).
+
+    zeep hands the xs:any payload over as XML when it cannot resolve it, but as a typed object
+    once tt:Message is in its schema set (the catalog has onvif.xsd): both are read.
+    """
     topic = " ".join(text(field(holder, "Topic")).split())
     message = field(field(holder, "Message"), "_value_1")
     element = message[0] if isinstance(message, list) and message else message
-    if not isinstance(element, etree._Element):
+    if isinstance(element, etree._Element):
+        utc = element.get("UtcTime")
+        return Notification(
+            topic=topic,
+            utc_time=timestamp(utc) if utc else None,
+            property_operation=element.get("PropertyOperation"),
+            source=_simple_items(element.find(f"{_TT}Source")),
+            data=_simple_items(element.find(f"{_TT}Data")),
+        )
+    if element is None or isinstance(element, str):
         return Notification(topic, None, None, {}, {})
-    utc = element.get("UtcTime")
+    operation = field(element, "PropertyOperation")
     return Notification(
         topic=topic,
-        utc_time=timestamp(utc) if utc else None,
-        property_operation=element.get("PropertyOperation"),
-        source=_simple_items(element.find(f"{_TT}Source")),
-        data=_simple_items(element.find(f"{_TT}Data")),
+        utc_time=timestamp(field(element, "UtcTime")),
+        property_operation=text(operation) if operation is not None else None,
+        source=_typed_simple_items(field(element, "Source")),
+        data=_typed_simple_items(field(element, "Data")),
     )
 
 
@@ -325,6 +338,14 @@ def _simple_items(parent: etree._Element | None) -> dict[str, str]:
         item.get("Name", ""): item.get("Value", "")
         for item in parent
         if etree.QName(item).localname == "SimpleItem"
+    }
+
+
+def _typed_simple_items(parent: Any) -> dict[str, str]:
+    """tt:ItemList as zeep's object: SimpleItem values are the wire text (xs:anySimpleType)."""
+    return {
+        text(field(item, "Name")): text(field(item, "Value"))
+        for item in field(parent, "SimpleItem", [])
     }
 
 
