@@ -7,7 +7,7 @@ Flow (the loop reads, one worker thread writes; the file layout is in app/format
    the other tracks start at the earliest of those instants (the export's real start).
 2. Take an evidence lock on the range so retention cannot delete what is being exported.
 3. Merge the tracks' frames by wall clock and cut the stream into chunks at the keyframes of
-   the first video track (without video: every CHUNK_NS). A part holds whole chunks, so every
+   the first video track (chunks.py, which also reads ahead). A part holds whole chunks, so every
    part starts with a keyframe and all tracks are cut at the same instant; a chunk that would
    push the part past `part_size_limit` (or a codec parameter change) starts the next part.
 4. Each part is written to a temp file, gets its file-level meta (part 2's `build_meta`, with
@@ -31,10 +31,11 @@ from typing import Any, TypeVar
 from app.core.errors import ConfigError, ConflictError, LimitError, NotFoundError
 from app.core.media import CodecParams, TrackKind
 from app.core.time import NS_PER_SECOND, Clock, SystemClock
+from app.engine.export import chunks
 from app.engine.export.keys import Signer
 from app.engine.export.parts import PartFile, PartIdentity
 from app.engine.export.sign import sign_file
-from app.engine.storage import FrameRef, Recording, Store, StoredFrame, TrackMedia
+from app.engine.storage import FrameRef, Recording, Store, TrackMedia
 from app.formats.bmff import mp4
 from app.formats.bmff.mp4 import Sample, TrackSpec
 from app.formats.oef.meta import TrackSource
@@ -49,12 +50,8 @@ MIN_PART_SIZE_LIMIT = 1 << 20
 META_RESERVE_BYTES = 256 * 1024
 #: A keyframe further than this before the requested start is from another stretch of recording.
 MAX_PREROLL_NS = 60 * NS_PER_SECOND
-#: Chunk length when the export has no video track.
-CHUNK_NS = 2 * NS_PER_SECOND
 #: Chunks handed to the writer thread and not yet written (each is about one GOP).
 MAX_WRITES_IN_FLIGHT = 2
-#: A GOP larger than this (a camera that stopped sending keyframes) aborts the export.
-MAX_CHUNK_BYTES = 1 * GIB
 _FAR_FUTURE_NS = 1 << 62
 _KIND_ORDER = {TrackKind.VIDEO: 0, TrackKind.AUDIO: 1, TrackKind.METADATA: 2}
 
@@ -264,29 +261,6 @@ async def _first_ref(store: Store, request: ExportRequest, media: TrackMedia) ->
     return None
 
 
-async def _merged(
-    store: Store, recording: str, tracks: Sequence[_Track], end_ns: int
-) -> AsyncIterator[tuple[_Track, StoredFrame]]:
-    """Every track's frames in [its start, end) merged by (wall clock, track ID)."""
-    readers = [store.read_frames(recording, t.token, t.start_ns, end_ns) for t in tracks]
-    heads: list[StoredFrame | None] = []
-    try:
-        for reader in readers:
-            heads.append(await anext(reader, None))
-        while True:
-            live = [i for i, h in enumerate(heads) if h is not None]
-            if not live:
-                return
-            i = min(live, key=lambda k: (_wall(heads[k]), k))
-            frame = heads[i]
-            assert frame is not None
-            yield tracks[i], frame
-            heads[i] = await anext(readers[i], None)
-    finally:
-        for reader in readers:
-            await _aclose(reader)
-
-
 @contextlib.asynccontextmanager
 async def _closing(iterator: AsyncIterator[_T]) -> AsyncIterator[AsyncIterator[_T]]:
     """Close an async generator even when the loop over it stops early."""
@@ -300,14 +274,6 @@ async def _aclose(iterator: AsyncIterator[object]) -> None:
     close = getattr(iterator, "aclose", None)
     if close is not None:
         await close()
-
-
-def _wall(frame: StoredFrame | None) -> int:
-    assert frame is not None
-    return frame.ref.wall_ns
-
-
-_Chunk = list[tuple[_Track, StoredFrame]]
 
 
 class _Job:
@@ -377,99 +343,81 @@ class _Job:
     async def _write_all(self) -> None:
         current: PartFile | None = None
         position = self.start_ns
-        async for chunk in self._chunks():
-            if self.cancel is not None and self.cancel.is_set():
-                raise ExportCancelledError(f"export to {self.request.out_path} was cancelled")
-            changed = await self._params_changed(chunk)
-            samples = [(t.track_id, _sample(f)) for t, f in chunk]
-            origin = chunk[0][1].ref.wall_ns
-            if current is None:
-                current = await self._open_part(origin)
-            elif changed or not self._fits(current, samples):
-                # The part ends where this chunk starts: its last samples last until this one.
-                await self._on_worker(current.finish_media, _firsts(samples))
-                closed, current = current, await self._open_part(origin)
-                await self._seal(closed, successor=current.uuid)
-            if not self._fits(current, samples):
-                raise LimitError(
-                    f"one GOP of {sum(len(s.data) for _, s in samples)} bytes at {origin} ns "
-                    f"does not fit the part size limit of {self.request.part_size_limit} bytes"
-                )
-            # Writing overlaps reading the next chunk; the pool's one thread keeps the order.
-            self._submit(current.feed, samples)
-            current.planned += self._cost(samples)
-            while len(self._inflight) > MAX_WRITES_IN_FLIGHT:
-                await asyncio.shield(self._inflight.pop(0))
-            for track, _ in chunk:
-                track.frames += 1
-            self.frames += len(chunk)
-            position = max(position, chunk[-1][1].ref.wall_ns)
-            self._report(position, current)
+        inputs = [chunks.TrackInput(t.track_id, t.token, t.kind, t.start_ns) for t in self.tracks]
+        source = chunks.read_chunks(self.store, self.request.recording, inputs, self.request.end_ns)
+        async with _closing(source) as chunk_iter:
+            async for chunk in chunk_iter:
+                if self.cancel is not None and self.cancel.is_set():
+                    raise ExportCancelledError(f"export to {self.request.out_path} was cancelled")
+                current = await self._write_chunk(current, chunk)
+                for track, frames in zip(self.tracks, chunk.frames, strict=True):
+                    track.frames += len(frames)
+                self.frames += len(chunk.samples)
+                position = max(position, chunk.samples[-1][1].wall_ns)
+                self._report(position, current)
         if current is None:
             raise NotFoundError(f"no frames of {self.request.recording} in the export range")
         await self._on_worker(current.finish_media, await self._successors_after_end())
         await self._seal(current, successor=current.uuid)
         self._report(self.request.end_ns, None)
 
-    async def _chunks(self) -> AsyncIterator[_Chunk]:
-        chunk: _Chunk = []
-        size = 0
-        started = {t.track_id: t.kind is not TrackKind.VIDEO for t in self.tracks}
-        merged = _merged(self.store, self.request.recording, self.tracks, self.request.end_ns)
-        async with _closing(merged) as frames:
-            async for track, frame in frames:
-                if not started[track.track_id]:
-                    if not frame.ref.keyframe:
-                        continue  # a video track starts at a keyframe
-                    started[track.track_id] = True
-                if chunk and self._boundary(track, frame, chunk):
-                    yield chunk
-                    chunk, size = [], 0
-                chunk.append((track, frame))
-                size += len(frame.data)
-                if size > MAX_CHUNK_BYTES:
-                    raise LimitError(
-                        f"{size} bytes without a keyframe of track {track.token}: "
-                        f"more than MAX_CHUNK_BYTES={MAX_CHUNK_BYTES}"
-                    )
-        if chunk:
-            yield chunk
+    async def _write_chunk(self, current: PartFile | None, chunk: chunks.Chunk) -> PartFile:
+        """Hand `chunk` to the worker, in `current` or a new part; the part it went to."""
+        changed = await self._params_changed(chunk)
+        samples = chunk.samples
+        origin = samples[0][1].wall_ns
+        cost = self._cost(chunk)
+        if current is None:
+            current = await self._open_part(origin)
+        elif changed or not self._fits(current, cost):
+            # The part ends where this chunk starts: its last samples last until this one.
+            await self._on_worker(current.finish_media, _firsts(samples))
+            closed, current = current, await self._open_part(origin)
+            await self._seal(closed, successor=current.uuid)
+        if not self._fits(current, cost):
+            raise LimitError(
+                f"one GOP of {chunk.size} bytes at {origin} ns does not fit the part size "
+                f"limit of {self.request.part_size_limit} bytes"
+            )
+        # Writing overlaps reading the next chunk; the pool's one thread keeps the order.
+        self._submit(current.feed, samples)
+        current.planned += cost
+        while len(self._inflight) > MAX_WRITES_IN_FLIGHT:
+            await asyncio.shield(self._inflight.pop(0))
+        return current
 
-    def _boundary(self, track: _Track, frame: StoredFrame, chunk: _Chunk) -> bool:
-        if self.primary is not None:
-            return track is self.primary and frame.ref.keyframe
-        return frame.ref.wall_ns - chunk[0][1].ref.wall_ns >= CHUNK_NS
-
-    async def _params_changed(self, chunk: _Chunk) -> bool:
+    async def _params_changed(self, chunk: chunks.Chunk) -> bool:
         """Re-read codec parameters at run changes and video keyframes; True if any changed."""
         changed = False
-        for track, frame in chunk:
-            ref = frame.ref
-            if ref.run_id == track.run and not (ref.keyframe and track.kind is TrackKind.VIDEO):
-                continue
-            track.run = ref.run_id
-            params = await self.store.params_for_frame(ref)
-            if params != self.params[track.track_id]:
-                self.params[track.track_id] = params
-                changed = True
-                if frame is not chunk[0][1] and track is not self.primary:
-                    log.warning(
-                        "export %s: %s parameters change inside a GOP at %d ns",
-                        self.request.out_path.name,
-                        track.token,
-                        ref.wall_ns,
-                    )
+        first = chunk.first
+        for track, frames in zip(self.tracks, chunk.frames, strict=True):
+            video = track.kind is TrackKind.VIDEO
+            for frame in frames:
+                ref = frame.ref
+                if ref.run_id == track.run and not (ref.keyframe and video):
+                    continue
+                track.run = ref.run_id
+                params = await self.store.params_for_frame(ref)
+                if params != self.params[track.track_id]:
+                    self.params[track.track_id] = params
+                    changed = True
+                    if frame is not first and track is not self.primary:
+                        log.warning(
+                            "export %s: %s parameters change inside a GOP at %d ns",
+                            self.request.out_path.name,
+                            track.token,
+                            ref.wall_ns,
+                        )
         return changed
 
-    def _cost(self, samples: Sequence[tuple[int, Sample]]) -> int:
-        """Bytes `samples` add to a part at most: their data plus the boxes describing them."""
-        payload = sum(len(s.data) for _, s in samples)
-        runs = len({(tid, s.run) for tid, s in samples})
-        fragments = 1 + runs + payload // mp4.MAX_FRAGMENT_BYTES
-        return payload + 12 * len(samples) + fragments * (32 + 96 * len(self.tracks))
+    def _cost(self, chunk: chunks.Chunk) -> int:
+        """Bytes `chunk` adds to a part at most: its data plus the boxes describing it."""
+        runs = sum(len({f.ref.run_id for f in frames}) for frames in chunk.frames)
+        fragments = 1 + runs + chunk.size // mp4.MAX_FRAGMENT_BYTES
+        return chunk.size + 12 * len(chunk.samples) + fragments * (32 + 96 * len(self.tracks))
 
-    def _fits(self, part: PartFile, samples: Sequence[tuple[int, Sample]]) -> bool:
-        need = part.planned + self._cost(samples) + META_RESERVE_BYTES
+    def _fits(self, part: PartFile, cost: int) -> bool:
+        need = part.planned + cost + META_RESERVE_BYTES
         return need <= self.request.part_size_limit
 
     async def _open_part(self, origin_ns: int) -> PartFile:
@@ -560,11 +508,6 @@ class _Job:
         for future in inflight:
             if not future.cancelled():
                 future.exception()  # retrieved: the caller reports its own error
-
-
-def _sample(frame: StoredFrame) -> Sample:
-    ref = frame.ref
-    return Sample(frame.data, ref.wall_ns, ref.keyframe, ref.run_id)
 
 
 def _firsts(samples: Sequence[tuple[int, Sample]]) -> dict[int, Sample]:

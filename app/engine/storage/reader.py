@@ -36,6 +36,8 @@ from app.engine.storage.schema import TIME_SOURCES_BY_CODE, connect, require_cur
 #: Frame rows returned per page by `frames`; pages keep each read transaction short.
 DEFAULT_PAGE = 256
 MAX_PAGE = 10_000
+#: Largest single read of consecutive frames (a lone larger frame is still read whole).
+MAX_READ_BYTES = 16 * 1024 * 1024
 
 _FRAME_COLUMNS = (
     "f.id, s.run_id, f.segment_id, f.file_offset, f.size, f.media_ts, f.wall_ns, f.keyframe, "
@@ -179,14 +181,47 @@ class StoreReader:
         limit: int = DEFAULT_PAGE,
     ) -> list[FrameRef]:
         """Frames with start_ns ≤ wall_ns < end_ns in (wall_ns, id) order, after `after`."""
+        rows = self._frame_rows(recording, track, start_ns, end_ns, after, limit)
+        return [_frame(row) for row in rows]
+
+    def _frame_rows(
+        self,
+        recording: str,
+        track: str,
+        start_ns: int,
+        end_ns: int,
+        after: FrameRef | None,
+        limit: int = DEFAULT_PAGE,
+        max_bytes: int | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Index rows of `frames`; with `max_bytes`, cut before the frame that would exceed it
+        (the first row is always kept)."""
         limit = max(1, min(limit, MAX_PAGE))
         after_key = (after.wall_ns, after.id) if after is not None else (start_ns, -1)
-        rows = self._conn.execute(
+        # The lower bound on wall_ns is what the index seeks to; the row-value comparison alone
+        # would make every page scan from `start_ns` again.
+        cursor = self._conn.execute(
             f"SELECT {_FRAME_COLUMNS} {_FRAME_FROM} WHERE f.track_id = ? AND f.wall_ns >= ? "
             "AND f.wall_ns < ? AND (f.wall_ns, f.id) > (?, ?) ORDER BY f.wall_ns, f.id LIMIT ?",
-            (self._track_id(recording, track), start_ns, end_ns, *after_key, limit),
-        ).fetchall()
-        return [_frame(row) for row in rows]
+            (
+                self._track_id(recording, track),
+                max(start_ns, after_key[0]),
+                end_ns,
+                *after_key,
+                limit,
+            ),
+        )
+        if max_bytes is None:
+            return cursor.fetchall()
+        rows: list[tuple[Any, ...]] = []
+        total = 0
+        for row in cursor:
+            total += row[4]
+            if total > max_bytes and rows:
+                break
+            rows.append(row)
+        cursor.close()
+        return rows
 
     def frame(self, frame_id: int) -> FrameRef:
         row = self._conn.execute(
@@ -288,7 +323,11 @@ class StoreReader:
     # ---------------------------------------------------------------- bytes
 
     def read_data(self, refs: list[FrameRef]) -> list[bytes]:
-        """The stored bytes of each frame, exactly as appended."""
+        """The stored bytes of each frame, exactly as appended.
+
+        Frames that follow each other in one segment file (the usual case: segments are
+        append-only) are read with one `pread` per run, up to MAX_READ_BYTES at a time.
+        """
         if not refs:
             return []
         seg_ids = sorted({r.segment_id for r in refs})
@@ -303,17 +342,30 @@ class StoreReader:
         out: list[bytes] = []
         fds: dict[int, int] = {}
         try:
-            for ref in refs:
+            for first, stop in _contiguous_runs(refs):
+                ref = refs[first]
                 fd = fds.get(ref.segment_id)
                 if fd is None:
                     fd = fds[ref.segment_id] = self._open_segment(ref, paths.get(ref.segment_id))
-                data = os.pread(fd, ref.size, ref.offset)
-                if len(data) != ref.size:
-                    raise StorageError(
-                        f"segment {paths[ref.segment_id]} ends inside frame {ref.id} "
-                        f"({len(data)} of {ref.size} bytes); run `custos check`"
+                last = refs[stop - 1]
+                span = last.offset + last.size - ref.offset
+                data = os.pread(fd, span, ref.offset)
+                if len(data) != span:
+                    cut = next(
+                        r for r in refs[first:stop] if r.offset + r.size > ref.offset + len(data)
                     )
-                out.append(data)
+                    raise StorageError(
+                        f"segment {paths[ref.segment_id]} ends inside frame {cut.id} "
+                        f"({max(0, ref.offset + len(data) - cut.offset)} of {cut.size} bytes); "
+                        "run `custos check`"
+                    )
+                if stop - first == 1:
+                    out.append(data)
+                else:
+                    base = ref.offset
+                    out.extend(
+                        data[r.offset - base : r.offset - base + r.size] for r in refs[first:stop]
+                    )
         finally:
             for fd in fds.values():
                 os.close(fd)
@@ -336,9 +388,30 @@ class StoreReader:
         *,
         after: FrameRef | None = None,
         limit: int = DEFAULT_PAGE,
+        max_bytes: int | None = None,
     ) -> list[StoredFrame]:
-        refs = self.frames(recording, track, start_ns, end_ns, after=after, limit=limit)
+        """As `frames`, with the bytes; `max_bytes` ends the page before the frame that would
+        take its data past that size (a page holds at least one frame; empty = no more)."""
+        rows = self._frame_rows(recording, track, start_ns, end_ns, after, limit, max_bytes)
+        refs = [_frame(row) for row in rows]
         return [StoredFrame(r, d) for r, d in zip(refs, self.read_data(refs), strict=True)]
+
+
+def _contiguous_runs(refs: list[FrameRef]) -> Iterator[tuple[int, int]]:
+    """[first, stop) index ranges of `refs` whose bytes follow each other in one segment."""
+    first = 0
+    size = refs[0].size
+    for i in range(1, len(refs)):
+        prev, ref = refs[i - 1], refs[i]
+        if (
+            ref.segment_id != prev.segment_id
+            or ref.offset != prev.offset + prev.size
+            or size + ref.size > MAX_READ_BYTES
+        ):
+            yield first, i
+            first, size = i, 0
+        size += ref.size
+    yield first, len(refs)
 
 
 @contextlib.contextmanager

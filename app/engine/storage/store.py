@@ -497,6 +497,30 @@ class Store:
                 return
             after = frames[-1].ref
 
+    async def read_frame_page(
+        self,
+        recording: str,
+        track: str,
+        start_ns: int,
+        end_ns: int,
+        *,
+        after: FrameRef | None = None,
+        limit: int = DEFAULT_PAGE,
+        max_bytes: int | None = None,
+    ) -> list[StoredFrame]:
+        """One page of `read_frames` after `after`, ended before `max_bytes` of data (at least
+        one frame); consecutive frames of a segment come from one read. Empty: no more."""
+        return await self._read(
+            StoreReader.frames_with_data,
+            recording,
+            track,
+            start_ns,
+            end_ns,
+            after=after,
+            limit=limit,
+            max_bytes=max_bytes,
+        )
+
     async def keyframe_at_or_before(
         self, recording: str, track: str, wall_ns: int
     ) -> FrameRef | None:

@@ -57,6 +57,7 @@ _TFHD_DEFAULT_BASE_IS_MOOF = 0x020000
 #: sample_flags: sample_depends_on=2 (an I picture) vs depends_on=1 + sample_is_non_sync_sample.
 _SYNC_FLAGS = 0x02000000
 _NON_SYNC_FLAGS = 0x01010000
+_HALF_SECOND_NS = NS_PER_SECOND // 2
 _MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
 _LANGUAGE_UND = 0x55C4
 _HANDLERS = {
@@ -126,7 +127,7 @@ class Mp4Summary:
 
 def to_ticks(wall_ns: int, origin_ns: int, timescale: int) -> int:
     """Media time of a wall clock instant, rounded to the nearest tick of the timescale."""
-    return ((wall_ns - origin_ns) * timescale + NS_PER_SECOND // 2) // NS_PER_SECOND
+    return ((wall_ns - origin_ns) * timescale + _HALF_SECOND_NS) // NS_PER_SECOND
 
 
 def iso_time(unix_ns: int) -> int:
@@ -231,12 +232,14 @@ def _trak(spec: TrackSpec, when: int) -> bytes:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TrackRun:
-    """The samples of one track in one fragment: decode time of the first, then each sample."""
+    """The samples of one track in one fragment: decode time of the first, then per sample its
+    bytes, duration in ticks and sample_flags (parallel sequences)."""
 
     track_id: int
     base_ticks: int
-    #: (bytes, duration in ticks, sync sample)
-    samples: Sequence[tuple[bytes, int, bool]]
+    data: Sequence[bytes]
+    durations: Sequence[int]
+    flags: Sequence[int]
 
 
 def fragment_header(sequence: int, runs: Sequence[TrackRun]) -> bytes:
@@ -244,31 +247,45 @@ def fragment_header(sequence: int, runs: Sequence[TrackRun]) -> bytes:
 
     The mdat payload is the runs' sample bytes, run after run, in the given order.
     """
-    payload = sum(len(data) for run in runs for data, _, _ in run.samples)
-    mdat_header = box_header(b"mdat", payload)
-    placeholder = _moof(sequence, runs, 0)
-    return _moof(sequence, runs, len(placeholder) + len(mdat_header)) + mdat_header
+    sizes = [list(map(len, run.data)) for run in runs]
+    entries = [_trun_entries(run, run_sizes) for run, run_sizes in zip(runs, sizes, strict=True)]
+    run_bytes = [sum(run_sizes) for run_sizes in sizes]
+    mdat_header = box_header(b"mdat", sum(run_bytes))
+    # The moof's size does not depend on the data offsets it holds: measure, then fill in.
+    placeholder = _moof(sequence, runs, entries, run_bytes, 0)
+    data_start = len(placeholder) + len(mdat_header)
+    return _moof(sequence, runs, entries, run_bytes, data_start) + mdat_header
 
 
-def _moof(sequence: int, runs: Sequence[TrackRun], data_start: int) -> bytes:
+def _trun_entries(run: TrackRun, sizes: list[int]) -> bytes:
+    """The trun sample table (duration, size, flags per sample), packed in one call."""
+    count = len(sizes)
+    table = [0] * (3 * count)
+    table[0::3] = run.durations
+    table[1::3] = sizes
+    table[2::3] = run.flags
+    return struct.pack(f">{3 * count}I", *table)
+
+
+def _moof(
+    sequence: int,
+    runs: Sequence[TrackRun],
+    entries: Sequence[bytes],
+    run_bytes: Sequence[int],
+    data_start: int,
+) -> bytes:
     trafs = []
     offset = data_start
-    for run in runs:
-        entries = b"".join(
-            struct.pack(">III", duration, len(data), _SYNC_FLAGS if sync else _NON_SYNC_FLAGS)
-            for data, duration, sync in run.samples
-        )
+    for run, table, size in zip(runs, entries, run_bytes, strict=True):
         trafs.append(
             box(
                 b"traf",
                 full_box(b"tfhd", 0, _TFHD_DEFAULT_BASE_IS_MOOF, struct.pack(">I", run.track_id)),
                 full_box(b"tfdt", 1, 0, struct.pack(">Q", run.base_ticks)),
-                full_box(
-                    b"trun", 0, _TRUN_FLAGS, struct.pack(">Ii", len(run.samples), offset), entries
-                ),
+                full_box(b"trun", 0, _TRUN_FLAGS, struct.pack(">Ii", len(run.data), offset), table),
             )
         )
-        offset += sum(len(data) for data, _, _ in run.samples)
+        offset += size
     return box(b"moof", full_box(b"mfhd", 0, 0, struct.pack(">I", sequence)), *trafs)
 
 
@@ -276,16 +293,23 @@ def _moof(sequence: int, runs: Sequence[TrackRun], data_start: int) -> bytes:
 
 
 class _Track:
-    """Per-track state of the writer: the sample whose duration is still open, and ready ones."""
+    """Per-track state of the writer: the sample whose duration is still open, and ready ones.
+
+    Runs once per sample, so the hot path avoids properties and repeated tick arithmetic.
+    """
 
     def __init__(self, spec: TrackSpec, origin_ns: int) -> None:
         self.spec = spec
         self.timescale = spec.timescale
         self.origin_ns = origin_ns
+        # Metadata comes in bursts with silences of any length; only a new run is a gap there.
+        self.steps_can_gap = spec.params.kind is not TrackKind.METADATA
         self.pending: Sample | None = None
-        self.ready: list[tuple[bytes, int, bool]] = []
+        self.pending_ticks = 0
+        self.ready_data: list[bytes] = []
+        self.ready_durations: list[int] = []
+        self.ready_flags: list[int] = []
         self.ready_base = 0
-        self.ready_bytes = 0
         self.last_duration: int | None = None
         self.count = 0
         self.first_wall: int | None = None
@@ -296,13 +320,6 @@ class _Track:
     def ticks(self, wall_ns: int) -> int:
         return to_ticks(wall_ns, self.origin_ns, self.timescale)
 
-    def is_gap(self, before: Sample, after: Sample) -> bool:
-        if after.run != before.run:
-            return True
-        # Metadata comes in bursts with silences of any length; only a new run is a gap there.
-        step = after.wall_ns - before.wall_ns
-        return self.spec.params.kind is not TrackKind.METADATA and step > MAX_STEP_NS
-
     def default_duration(self, sample: Sample) -> int:
         codec = self.spec.params.codec
         if codec in (Codec.PCMU, Codec.PCMA):
@@ -311,19 +328,22 @@ class _Track:
             return 1024
         return self.timescale * DEFAULT_SAMPLE_NS // NS_PER_SECOND
 
-    def close_pending(self, successor: Sample | None, *, in_file: bool = True) -> bool:
-        """Give the open sample its duration (from `successor` unless a gap); True on a gap.
-
-        `in_file`: the successor is written to this file too (a gap to it is recorded).
-        """
+    def close_pending(
+        self, successor: Sample | None, successor_ticks: int = 0, *, in_file: bool = True
+    ) -> bool:
+        """Give the open sample its duration (from `successor`, at `successor_ticks`, unless a
+        gap); True on a gap. `in_file`: the successor is written to this file too (a gap to it
+        is recorded)."""
         sample = self.pending
         assert sample is not None
-        gap = successor is None or self.is_gap(sample, successor)
-        step = (
-            None
-            if successor is None
-            else self.ticks(successor.wall_ns) - self.ticks(sample.wall_ns)
-        )
+        ticks = self.pending_ticks
+        if successor is None:
+            gap, step = True, None
+        else:
+            step = successor_ticks - ticks
+            gap = successor.run != sample.run or (
+                self.steps_can_gap and successor.wall_ns - sample.wall_ns > MAX_STEP_NS
+            )
         if gap:
             duration = self.last_duration
             if duration is None:
@@ -333,11 +353,12 @@ class _Track:
         else:
             assert step is not None
             duration = self.last_duration = step
-        if not self.ready:
-            self.ready_base = self.ticks(sample.wall_ns)
-        self.ready.append((sample.data, duration, sample.keyframe))
-        self.ready_bytes += len(sample.data)
-        self.end_ticks = self.ticks(sample.wall_ns) + duration
+        if not self.ready_data:
+            self.ready_base = ticks
+        self.ready_data.append(sample.data)
+        self.ready_durations.append(duration)
+        self.ready_flags.append(_SYNC_FLAGS if sample.keyframe else _NON_SYNC_FLAGS)
+        self.end_ticks = ticks + duration
         self.pending = None
         if gap and successor is not None and in_file:
             end_ns = sample.wall_ns + duration * NS_PER_SECOND // self.timescale
@@ -345,10 +366,16 @@ class _Track:
         return gap
 
     def take_run(self) -> TrackRun | None:
-        if not self.ready:
+        if not self.ready_data:
             return None
-        run = TrackRun(self.spec.track_id, self.ready_base, self.ready)
-        self.ready, self.ready_bytes = [], 0
+        run = TrackRun(
+            self.spec.track_id,
+            self.ready_base,
+            self.ready_data,
+            self.ready_durations,
+            self.ready_flags,
+        )
+        self.ready_data, self.ready_durations, self.ready_flags = [], [], []
         return run
 
 
@@ -374,11 +401,13 @@ class Mp4Writer:
         header, self._mehd_at = init_segment(tracks, creation_ns=creation_ns)
         self._tracks = {spec.track_id: _Track(spec, origin_ns) for spec in tracks}
         video = [s.track_id for s in tracks if s.params.kind is TrackKind.VIDEO]
-        self._primary = video[0] if video else tracks[0].track_id
+        self._primary = self._tracks[video[0] if video else tracks[0].track_id]
         self._primary_is_video = bool(video)
         self._sequence = 0
         self._finished = False
         self._size = 0
+        #: Sample bytes whose duration is known and that wait for the next fragment, all tracks.
+        self._ready_bytes = 0
         self._write(header)
 
     @property
@@ -389,8 +418,8 @@ class Mp4Writer:
     @property
     def buffered_bytes(self) -> int:
         """Sample bytes added but not yet written."""
-        return sum(
-            t.ready_bytes + (len(t.pending.data) if t.pending else 0) for t in self._tracks.values()
+        return self._ready_bytes + sum(
+            len(t.pending.data) for t in self._tracks.values() if t.pending is not None
         )
 
     def add(self, track_id: int, sample: Sample) -> None:
@@ -400,52 +429,56 @@ class Mp4Writer:
         track = self._tracks.get(track_id)
         if track is None:
             raise Mp4Error(f"no track {track_id} in this file (tracks {sorted(self._tracks)})")
-        if sample.wall_ns < self._origin_ns:
+        wall = sample.wall_ns
+        if wall < self._origin_ns:
             raise Mp4Error(
-                f"track {track_id}: sample at {sample.wall_ns} ns precedes the file's media "
+                f"track {track_id}: sample at {wall} ns precedes the file's media "
                 f"origin {self._origin_ns} ns"
             )
         if len(sample.data) > MAX_SAMPLE_BYTES:
             raise Mp4Error(f"track {track_id}: sample of {len(sample.data)} bytes is too large")
-        if track.pending is not None:
-            if sample.wall_ns < track.pending.wall_ns:
+        # to_ticks, inlined: this runs once per sample of every export.
+        ticks = ((wall - self._origin_ns) * track.timescale + _HALF_SECOND_NS) // NS_PER_SECOND
+        pending = track.pending
+        if pending is not None:
+            if wall < pending.wall_ns:
                 raise Mp4Error(
-                    f"track {track_id}: sample at {sample.wall_ns} ns goes back in time from "
-                    f"{track.pending.wall_ns} ns"
+                    f"track {track_id}: sample at {wall} ns goes back in time from "
+                    f"{pending.wall_ns} ns"
                 )
-            if track.close_pending(sample):
+            self._ready_bytes += len(pending.data)
+            if track.close_pending(sample, ticks):
                 self._flush()  # the sample after a gap opens a fragment with its true tfdt
-        if track.count == 0:
-            track.first_wall = sample.wall_ns
+        elif track.count == 0:
+            track.first_wall = wall
         track.count += 1
-        track.last_wall = sample.wall_ns
+        track.last_wall = wall
         track.pending = sample
-        if self._fragment_due(track_id, sample):
+        track.pending_ticks = ticks
+        if self._fragment_due(track, sample, ticks):
             self._flush()
 
-    def _fragment_due(self, track_id: int, sample: Sample) -> bool:
-        ready = sum(t.ready_bytes for t in self._tracks.values())
-        if ready >= MAX_FRAGMENT_BYTES:
+    def _fragment_due(self, track: _Track, sample: Sample, ticks: int) -> bool:
+        if self._ready_bytes >= MAX_FRAGMENT_BYTES:
             return True
-        if track_id != self._primary:
-            return False
-        primary = self._tracks[track_id]
-        if not primary.ready:
+        if track is not self._primary or not track.ready_data:
             return False
         if self._primary_is_video:
             return sample.keyframe
-        span = primary.ticks(sample.wall_ns) - primary.ready_base
-        return span * NS_PER_SECOND >= FRAGMENT_TARGET_NS * primary.timescale
+        span = ticks - track.ready_base
+        return span * NS_PER_SECOND >= FRAGMENT_TARGET_NS * track.timescale
 
     def _flush(self) -> None:
         runs = [run for t in self._tracks.values() if (run := t.take_run()) is not None]
+        self._ready_bytes = 0
         if not runs:
             return
         self._sequence += 1
-        parts = [fragment_header(self._sequence, runs)]
-        parts.extend(data for run in runs for data, _, _ in run.samples)
-        for part in parts:
-            self._write(part)
+        self._write(fragment_header(self._sequence, runs))
+        for run in runs:
+            # Sample bytes go out as they are: no joined copy of a fragment's payload.
+            self._out.writelines(run.data)
+            self._size += sum(map(len, run.data))
 
     def _write(self, data: bytes) -> None:
         self._out.write(data)
@@ -463,7 +496,9 @@ class Mp4Writer:
         successors = successors or {}
         for track_id, track in self._tracks.items():
             if track.pending is not None:
-                track.close_pending(successors.get(track_id), in_file=False)
+                after = successors.get(track_id)
+                after_ticks = 0 if after is None else track.ticks(after.wall_ns)
+                track.close_pending(after, after_ticks, in_file=False)
         self._flush()
         duration_ns = max(
             (t.end_ticks * NS_PER_SECOND // t.timescale for t in self._tracks.values()),

@@ -9,6 +9,7 @@ import itertools
 import mmap
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -18,18 +19,19 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from app.core.errors import ConfigError, ConflictError, LimitError, NotFoundError
-from app.core.media import AccessUnit, Codec, TimeSource
+from app.core.media import AccessUnit, Codec, TimeSource, TrackKind
 from app.core.time import NS_PER_MS, NS_PER_SECOND, NS_PER_US, FakeClock
 from app.engine.export import (
     ExportCancelledError,
     ExportProgress,
     ExportRequest,
+    chunks,
     export_recording,
     job,
     parts,
 )
 from app.engine.export.keys import Signer
-from app.engine.storage import RecordingConfig, Store, StoreOptions
+from app.engine.storage import RecordingConfig, Store, StoredFrame, StoreOptions
 from app.formats.bmff import box as bx
 from app.formats.bmff.mp4 import to_ticks
 from app.formats.oef import meta as oef
@@ -342,3 +344,111 @@ async def test_signed_parts_verify(
         assert report.start_ns == part.start_ns
         assert report.operator == "Ann" and len(report.instances) == 1
     assert decoded(result.parts[0].path)[1][0] == walls[0]
+
+
+# ---------------------------------------------------------------- input chunks and read-ahead
+
+
+async def test_chunks_merge_by_wall_clock_and_cut_at_primary_keyframes(store: Store) -> None:
+    """Audio at a keyframe's instant goes after it, into the next chunk (track order breaks
+    ties); the video's leading non-keyframes are skipped."""
+    vw = await store.open_writer("Gate", "VIDEO001")
+    aw = await store.open_writer("Gate", "AUDIO001")
+    params = streams.video(Codec.H264, 10).params
+    sound = streams.aac(4).params
+    for i in range(10):
+        wall = T0 + i * 100 * NS_PER_MS
+        vw.append(AccessUnit(bytes([i]) * 10, i, wall, i % 4 == 1, TimeSource.CAMERA_NTP), params)
+        aw.append(AccessUnit(bytes([i]) * 3, i, wall, True, TimeSource.CAMERA_NTP), sound)
+    await vw.close()
+    await aw.close()
+    inputs = [
+        chunks.TrackInput(1, "VIDEO001", TrackKind.VIDEO, T0),
+        chunks.TrackInput(2, "AUDIO001", TrackKind.AUDIO, T0),
+    ]
+    got = [c async for c in chunks.read_chunks(store, "Gate", inputs, END)]
+    order = [[(tid, s.data[0]) for tid, s in c.samples] for c in got]
+    assert order == [
+        [(2, 0)],  # audio before the first keyframe; video frame 0 precedes it and is dropped
+        [(1, 1), (2, 1), (1, 2), (2, 2), (1, 3), (2, 3), (1, 4), (2, 4)],
+        [(1, 5), (2, 5), (1, 6), (2, 6), (1, 7), (2, 7), (1, 8), (2, 8)],
+        [(1, 9), (2, 9)],
+    ]
+    assert [c.first.data[0] for c in got] == [0, 1, 5, 9]
+    assert [c.size for c in got] == [3, 52, 52, 13]
+    assert [c.samples[0][1].wall_ns for c in got] == [
+        T0 + k * 100 * NS_PER_MS for k in (0, 1, 5, 9)
+    ]
+
+
+async def test_chunks_without_video_span_chunk_ns(store: Store) -> None:
+    aw = await store.open_writer("Gate", "AUDIO001")
+    sound = streams.aac(4).params
+    for k in range(100):
+        aw.append(AccessUnit(b"a", k, T0 + k * 64 * NS_PER_MS, True, TimeSource.CAMERA_NTP), sound)
+    await aw.close()
+    inputs = [chunks.TrackInput(1, "AUDIO001", TrackKind.AUDIO, T0)]
+    got = [c async for c in chunks.read_chunks(store, "Gate", inputs, END)]
+    starts = [c.samples[0][1].wall_ns - T0 for c in got]
+    assert starts == [k * 64 * NS_PER_MS for k in (0, 32, 64, 96)]  # first frame ≥ 2 s later
+    assert sum(len(c.samples) for c in got) == 100
+
+
+async def test_read_ahead_is_one_bounded_page_per_track_and_stops_with_the_reader(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await record(store, frames=80, audio=True)
+    monkeypatch.setattr(chunks, "READ_PAGE_BYTES", 4000)
+    requested: list[tuple[str, int]] = []
+    in_flight: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    page = store.read_frame_page
+
+    async def counting_page(
+        recording: str, track: str, start: int, end: int, **kw: Any
+    ) -> list[StoredFrame]:
+        requested.append((track, kw["max_bytes"]))
+        in_flight[track] = in_flight.get(track, 0) + 1
+        peak[track] = max(peak.get(track, 0), in_flight[track])
+        try:
+            return await page(recording, track, start, end, **kw)
+        finally:
+            in_flight[track] -= 1
+
+    monkeypatch.setattr(store, "read_frame_page", counting_page)
+    inputs = [
+        chunks.TrackInput(1, "VIDEO001", TrackKind.VIDEO, T0),
+        chunks.TrackInput(2, "AUDIO001", TrackKind.AUDIO, T0),
+    ]
+    source = chunks.read_chunks(store, "Gate", inputs, END)
+    first = await anext(source)
+    video = [s.data for track_id, s in first.samples if track_id == 1]
+    assert video[0] == streams.video(Codec.H264, 80).units[0].data
+    assert peak == {"VIDEO001": 1, "AUDIO001": 1}  # one read per track at a time
+    assert {b for _, b in requested} == {4000}
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert pending  # the next pages are being read already
+    await source.aclose()
+    assert all(in_flight[t] == 0 for t in in_flight)  # read-ahead cancelled and awaited
+    # The whole export reads each frame exactly once and writes what it read.
+    requested.clear()
+    result = await run_export(store, request(Path(store.data_dir).parent))
+    assert result.frames == 80 + 40
+    video_pages = [t for t, _ in requested if t == "VIDEO001"]
+    sizes = [len(u.data) for u in streams.video(Codec.H264, 80).units]
+    assert len(video_pages) >= sum(sizes) // 4000  # byte-bounded pages, plus the empty last
+
+
+async def test_written_parts_are_handed_to_write_back_as_they_grow(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await record(store, frames=40, audio=True)
+    reference = await run_export(store, request(tmp_path / "a"))
+    ranges: list[tuple[int, int]] = []
+    monkeypatch.setattr(parts, "WRITEBACK_BYTES", 1)
+    monkeypatch.setattr(parts, "_start_writeback", lambda fd, off, n: ranges.append((off, n)))
+    result = await run_export(store, request(tmp_path / "b"))
+    assert result.parts[0].path.read_bytes() == reference.parts[0].path.read_bytes()
+    assert len(ranges) >= 3  # one per chunk fed
+    assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(ranges))  # contiguous, in order
+    assert ranges[0][0] == 0 and ranges[-1][0] + ranges[-1][1] <= result.parts[0].size
