@@ -185,6 +185,11 @@ class Store:
                 self._state = "closed"
 
     def _close_sync(self) -> None:
+        # A read whose awaiting task was cancelled keeps running in its thread (an executor job
+        # cannot be interrupted) and is no longer in `_reads`: wait for every such job before
+        # its connection is closed under it (closing a connection in use crashes sqlite3).
+        if self._read_pool is not None:
+            self._read_pool.shutdown(wait=True)
         # Readers first: the last connection to close checkpoints the WAL into the index.
         for conn in self._read_conns:
             conn.close()
