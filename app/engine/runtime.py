@@ -41,6 +41,7 @@ from app.engine.onvif.search import SearchService
 from app.engine.onvif.security import Authenticator
 from app.engine.onvif.server import OnvifServer, OnvifService
 from app.engine.recorder import DEFAULT_TRACKS, Recorder
+from app.engine.replay import ReplayMount
 from app.engine.rtsp import LiveResource, RtspServer
 from app.engine.search import SearchSessions
 from app.engine.simcam import SimulatedCamera, encode_loop
@@ -233,6 +234,13 @@ class Engine:
         sessions = SearchSessions(self.store, clock=self.clock)
         self._stack.push_async_callback(sessions.close)
         self.replay_settings = await ReplaySettings.load(self.settings.data_dir)
+        settings = self.replay_settings
+        # rtsp://…/replay/<recording>: GetReplayUri hands these out; new recordings resolve on
+        # demand, the session timeout follows SetReplayConfiguration.
+        replay = ReplayMount(
+            self.store, self.clock, session_timeout_s=lambda: settings.current.session_timeout_s
+        )
+        await replay.attach(self.rtsp)
         events = EventsService(self.events, self.clock)
         self._stack.callback(events.close)
         data_dir = self.settings.data_dir

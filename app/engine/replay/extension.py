@@ -5,6 +5,10 @@ the extension with the same NTP time and CSeq; C on every packet of a clean poin
 first packet (a DISCONT inside an FU-A sequence makes depayloaders drop the frame); E on every
 packet of the last unit of a section; T only on the very last packet (rtponvifparse pushes EOS
 right after it).
+
+The NTP fraction is rounded up, not to nearest: then a receiver that truncates it to ns
+(GStreamer's rtponvifparse) and one that rounds (app.core.time.ntp64_to_unix_ns) both recover
+the stored wall clock to the nanosecond.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-from app.core.time import unix_ns_to_ntp64
+from app.core.time import NS_PER_SECOND, NTP_UNIX_OFFSET_S
 from app.engine.rtsp.resource import ExtensionHook, RtpExtension
 
 #: "Defined by profile" value of the replay extension (Streaming spec, PB-20).
@@ -23,7 +27,8 @@ FLAG_E = 0x40
 FLAG_D = 0x20
 FLAG_T = 0x10
 
-_LAYOUT = struct.Struct("!QBBH")
+_LAYOUT = struct.Struct("!IIBBH")
+_NTP_FRAC = 1 << 32
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -38,7 +43,10 @@ class UnitMarks:
 
 def replay_extension(wall_ns: int, flags: int, cseq: int) -> bytes:
     """The 12 data bytes: NTP timestamp of `wall_ns`, flag byte, CSeq low byte, zero padding."""
-    return _LAYOUT.pack(unix_ns_to_ntp64(wall_ns), flags, cseq & 0xFF, 0)
+    seconds, rem = divmod(wall_ns, NS_PER_SECOND)
+    fraction = -(-rem * _NTP_FRAC // NS_PER_SECOND)
+    era_seconds = (seconds + NTP_UNIX_OFFSET_S) & 0xFFFF_FFFF
+    return _LAYOUT.pack(era_seconds, fraction, flags, cseq & 0xFF, 0)
 
 
 def extension_hook(wall_ns: int, cseq: int, marks: UnitMarks) -> ExtensionHook:

@@ -1,31 +1,28 @@
-"""Every recording of the store under rtsp://host:port/replay/<recording token>.
+"""Every recording of the store under rtsp://host:port/replay/<recording token>, from one mount.
 
-The server core resolves mounts by path, so `ReplayMount` keeps one `ReplayResource` mounted
-per recording: `refresh` syncs the mounts with the store (call it after recordings are created
-or deleted, e.g. from GetReplayUri through `ensure`). Each resource looks its recording up on
-every request, so a recording deleted since the last refresh answers 404, like a token that was
-never mounted.
+`ReplayMount` is mounted once at "replay" as a ResourceResolver: the server asks it, per request,
+for the resource of the first path segment after the mount (the recording token). Resources of
+the recordings the store knows are kept (`refresh` syncs them after recordings are created or
+deleted; GetReplayUri may call `ensure`); any other token gets a throw-away resource, so a
+recording created since the last refresh is served at once and unknown tokens hold no memory.
+Each resource looks its recording up on every request: a deleted or unknown one answers 404.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
-from app.core.errors import ConfigError
 from app.core.time import Clock, SystemClock
 from app.engine.replay.resource import ReplayResource
 from app.engine.rtsp import RtspServer
 from app.engine.storage import Store
-
-logger = logging.getLogger(__name__)
 
 #: The path prefix GetReplayUri hands out (app.engine.onvif.replay, path_prefix "/replay/").
 REPLAY_PREFIX = "replay"
 
 
 class ReplayMount:
-    """Keeps replay/<token> mounted on an RtspServer for every recording of a store."""
+    """Serves replay/<token> on an RtspServer for every recording of a store."""
 
     def __init__(
         self,
@@ -38,46 +35,42 @@ class ReplayMount:
         self.store = store
         self.clock = clock or SystemClock()
         self.prefix = prefix.strip("/")
+        #: The Replay Control SessionTimeout (RP-10) that new sessions get.
         self.session_timeout_s = session_timeout_s
-        self._server: RtspServer | None = None
         self._resources: dict[str, ReplayResource] = {}
 
     def path(self, token: str) -> str:
         return f"{self.prefix}/{token}"
 
     async def attach(self, server: RtspServer) -> None:
-        """Serve on `server` from now on, mounting every current recording."""
-        self._server = server
+        """Serve on `server` from now on (one mount at the prefix)."""
+        server.mount(self.prefix, self)
         await self.refresh()
 
     async def refresh(self) -> None:
-        """Mount new recordings and unmount deleted ones."""
+        """Keep resources for the store's recordings only."""
         tokens = {r.token for r in await self.store.recordings()}
         for token in list(self._resources):
             if token not in tokens:
-                self._unmount(token)
+                del self._resources[token]
         for token in tokens:
             self.ensure(token)
 
-    def ensure(self, token: str) -> ReplayResource | None:
-        """The resource of `token`, mounted now if it was not (None if the token cannot be a
-        path segment; the recording itself is checked per request)."""
+    def ensure(self, token: str) -> ReplayResource:
+        """The kept resource of `token` (created now if it was not kept)."""
         found = self._resources.get(token)
-        if found is not None:
-            return found
-        resource = ReplayResource(
+        if found is None:
+            found = self._resources[token] = self._new(token)
+        return found
+
+    def resolve(self, path: str) -> tuple[str, ReplayResource] | None:
+        """ResourceResolver: the first segment of `path` is the recording token."""
+        token = path.split("/", 1)[0]
+        if not token:
+            return None
+        return token, self._resources.get(token) or self._new(token)
+
+    def _new(self, token: str) -> ReplayResource:
+        return ReplayResource(
             self.store, token, self.clock, session_timeout_s=self.session_timeout_s
         )
-        if self._server is not None:
-            try:
-                self._server.mount(self.path(token), resource)
-            except ConfigError:
-                logger.warning("recording token %r cannot be an RTSP path; not served", token)
-                return None
-        self._resources[token] = resource
-        return resource
-
-    def _unmount(self, token: str) -> None:
-        self._resources.pop(token, None)
-        if self._server is not None:
-            self._server.unmount(self.path(token))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from app.core.time import NS_PER_MS
+from app.core.time import NS_PER_MS, NS_PER_SECOND, NTP_UNIX_OFFSET_S
 from app.engine.rtsp.resource import PlayRequest, RtspStatusError
 from app.protocols.rtsp.headers import FramesMode, format_scale, format_yes_no
 from app.protocols.rtsp.range import INVALID_RANGE, NOW, RangeUnit, TimeRange
@@ -19,6 +19,10 @@ from app.protocols.rtsp.range import INVALID_RANGE, NOW, RangeUnit, TimeRange
 MAX_SCALE = 64.0
 #: Slowest one; slower requests are clamped.
 MIN_SCALE = 1.0 / 64
+#: An npt position this large is seconds since 1900, not since the footage began: GStreamer's
+#: rtspsrc outside onvif-mode turns the SDP's a=range:clock into such npt values (obs.), and
+#: no recording is 70 years long.
+NPT_ABSOLUTE_FROM_NS = NTP_UNIX_OFFSET_S * NS_PER_SECOND
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -41,6 +45,10 @@ class PlayPlan:
     #: Minimum spacing of intra frames in recording time (Frames: intra/<ms>), 0 = none.
     interval_ns: int
     cseq: int
+    #: The start the PLAY response reports in reverse: the requested one, even past the end
+    #: of the footage. A client's segment ends there (GStreamer clips at segment.stop, end
+    #: excluded), so reporting the last frame's own time would make it drop that frame.
+    reverse_reported_ns: int | None = None
 
     @property
     def reverse(self) -> bool:
@@ -70,6 +78,7 @@ def plan_play(
     rate_control = True if request.rate_control is None else request.rate_control
     scale = _scale(request, previous if request.range is None else None, rate_control)
     start, end = _span(request.range, extent, scale)
+    requested = start
     if start is None:
         if resume_ns is not None and request.range is None:
             # Resuming where PAUSE left it, which may be just past either end of the footage.
@@ -87,6 +96,7 @@ def plan_play(
         frames=frames,
         interval_ns=(interval_ms or 0) * NS_PER_MS,
         cseq=request.cseq,
+        reverse_reported_ns=requested if scale < 0 and requested is not None else None,
     )
 
 
@@ -116,14 +126,20 @@ def _span(range_: TimeRange | None, extent: Extent, scale: float) -> tuple[int |
     assert not isinstance(start, str) and not isinstance(end, str)
     if range_.unit is RangeUnit.NPT:
         # npt is relative to the start of the footage (PB-12a, for non-ONVIF clients).
-        start = None if start is None else extent.earliest_ns + start
-        end = None if end is None else extent.earliest_ns + end
+        start = None if start is None else _npt_to_wall(start, extent)
+        end = None if end is None else _npt_to_wall(end, extent)
     if start is not None and end is not None and start != end and (start > end) != (scale < 0):
         direction = "reverse" if scale < 0 else "forward"
         raise RtspStatusError(
             INVALID_RANGE, f"Range {range_.to_header()} runs against the {direction} Scale {scale}"
         )
     return start, end
+
+
+def _npt_to_wall(npt_ns: int, extent: Extent) -> int:
+    if npt_ns >= NPT_ABSOLUTE_FROM_NS:
+        return npt_ns - NPT_ABSOLUTE_FROM_NS
+    return extent.earliest_ns + npt_ns
 
 
 def _clamp(start: int, end: int | None, extent: Extent, scale: float) -> tuple[int, int | None]:

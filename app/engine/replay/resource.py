@@ -1,7 +1,7 @@
 """The ONVIF replay RTSP resource: one recording of the store served for Profile G playback.
 
     resource = ReplayResource(store, "Gate", clock)
-    server.mount("replay/Gate", resource)      # or ReplayMount(store, clock).attach(server)
+    server.mount("replay/Gate", resource)      # or: await ReplayMount(store).attach(server)
 
 DESCRIBE answers one media section per track that holds data (a=x-onvif-track, codec from the
 stored parameters, a=range:clock= of the footage). Each session gets a `ReplayProducer`: PLAY is
@@ -32,7 +32,6 @@ from app.engine.replay.walk import (
     walk_forward,
     walk_reverse,
 )
-from app.engine.rtsp.live import _STATIC_PAYLOAD_TYPES, FIRST_DYNAMIC_PAYLOAD_TYPE
 from app.engine.rtsp.resource import (
     MediaOutput,
     PlayRequest,
@@ -42,6 +41,7 @@ from app.engine.rtsp.resource import (
     ResourceDescription,
     RtspStatusError,
     TrackDescription,
+    payload_type_for,
 )
 from app.engine.storage import FrameRef, RecordingStatus, Store, TrackMedia
 from app.protocols.rtp.formats import sdp_media_for
@@ -94,7 +94,7 @@ class ReplayResource:
             if last is None:  # deleted by retention since track_media: describe again
                 raise RtspStatusError(503, f"track {track.track!r} changed while described")
             params = await self.store.params_for_frame(last)
-            payload_type = _STATIC_PAYLOAD_TYPES.get(params.codec, FIRST_DYNAMIC_PAYLOAD_TYPE + i)
+            payload_type = payload_type_for(params, i)
             description = TrackDescription(f"trackID={i}", params, payload_type)
             section = sdp_media_for(params, payload_type, description.control)
             extra = (("recvonly", None), (TRACK_ATTRIBUTE, track.track))
@@ -198,7 +198,10 @@ class ReplayProducer:
             self._wall_epoch_ns = key.wall_ns
         output.set_report_mode(ReportMode.CURRENT_TIME if plan.rate_control else ReportMode.ZERO)
         first_rtp = self._rtp_time(primary, key.wall_ns, self._start_mono_ns, plan)
-        shown = min(plan.start_ns, extent.latest_ns) if plan.reverse else key.wall_ns
+        if plan.reverse:
+            shown = plan.reverse_reported_ns or min(plan.start_ns, extent.latest_ns)
+        else:
+            shown = key.wall_ns
         return PlayResult(
             range=clock_range(shown, plan.end_ns),
             headers=plan.echo_headers(request),

@@ -16,9 +16,11 @@ from app.engine.rtsp.resource import (
     RequestContext,
     Resource,
     ResourceDescription,
+    ResourceResolver,
     RtspStatusError,
     StreamProducer,
     TrackDescription,
+    payload_type_for,
 )
 from app.engine.rtsp.server import RtspServer
 
@@ -32,8 +34,10 @@ __all__ = [
     "RequestContext",
     "Resource",
     "ResourceDescription",
+    "ResourceResolver",
     "RtspServer",
     "RtspStatusError",
     "StreamProducer",
     "TrackDescription",
+    "payload_type_for",
 ]

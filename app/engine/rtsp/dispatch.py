@@ -25,6 +25,7 @@ from app.engine.rtsp.resource import (
     RequestContext,
     Resource,
     ResourceDescription,
+    ResourceResolver,
     RtspStatusError,
 )
 from app.engine.rtsp.session import RtspSession, SessionState
@@ -213,8 +214,19 @@ class Dispatcher:
             if request.method in _STAR_METHODS:
                 return _Target(None, None, "", "")
             raise RtspStatusError(404, f"nothing is mounted at /{path}")
-        mount, resource = found
+        mount, entry = found
         remainder = path[len(mount) :].strip("/")
+        resource: Resource
+        if isinstance(entry, ResourceResolver):
+            resolved = entry.resolve(remainder)
+            if resolved is None:
+                raise RtspStatusError(404, f"nothing is served at /{path[:200]}")
+            named, resource = resolved
+            named = named.strip("/")
+            mount = f"{mount}/{named}" if mount else named
+            remainder = remainder[len(named) :].strip("/")
+        else:
+            resource = entry
         prefix = f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
         base = f"{prefix}/{quote(mount)}/" if mount else f"{prefix}/"
         return _Target(mount, resource, base, remainder)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 
-from app.core.media import Codec
 from app.core.ports import LiveSource
 from app.engine.rtsp.resource import (
     MediaOutput,
@@ -14,6 +13,7 @@ from app.engine.rtsp.resource import (
     ResourceDescription,
     RtspStatusError,
     TrackDescription,
+    payload_type_for,
 )
 from app.protocols.rtp.formats import sdp_media_for
 from app.protocols.rtsp.headers import format_scale
@@ -22,9 +22,6 @@ from app.protocols.sdp import Origin, SessionDescription
 
 #: Subscription queue asked of the source; the session's own bounded queue does the dropping.
 LIVE_SUBSCRIPTION_QUEUE = 256
-#: First dynamic RTP payload type (RFC 3551 §6).
-FIRST_DYNAMIC_PAYLOAD_TYPE = 96
-_STATIC_PAYLOAD_TYPES = {Codec.PCMU: 0, Codec.PCMA: 8, Codec.JPEG: 26}
 
 
 class LiveResource:
@@ -46,7 +43,7 @@ class LiveResource:
             TrackDescription(
                 control=f"trackID={i}",
                 params=p,
-                payload_type=_STATIC_PAYLOAD_TYPES.get(p.codec, FIRST_DYNAMIC_PAYLOAD_TYPE + i),
+                payload_type=payload_type_for(p, i),
             )
             for i, p in enumerate(params)
         )

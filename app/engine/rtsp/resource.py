@@ -7,6 +7,10 @@ request (Range, Scale, Speed, Rate-Control, Frames, Immediate, Require) before t
 sent, then runs `producer.run(output)` as the session's task; PAUSE, a new PLAY and TEARDOWN
 cancel that task. `run` returning means the end of the stream (RTCP BYE follows).
 
+Optional hooks of a resource: `session_timeout_s` (a callable giving the timeout, in seconds, of
+new sessions; the server default otherwise), and a `ResourceResolver` mounted instead of a
+resource answers for every path below its mount (e.g. one `replay` mount for replay/<token>).
+
 Hooks for ONVIF replay: `Resource.features` lists the Require tags it implements (others get
 551); `play` may raise RtspStatusError (457 Invalid Range, 551 …) and returns the headers to
 echo; `MediaOutput.send` takes a per-packet header-extension hook (0xABAC) and an explicit RTP
@@ -18,19 +22,30 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from app.core.errors import CustosError, ErrorKind
-from app.core.media import AccessUnit, CodecParams
+from app.core.media import AccessUnit, Codec, CodecParams
 from app.protocols.rtsp.headers import FramesHeader
 from app.protocols.rtsp.message import RtspRequest
 from app.protocols.rtsp.range import TimeRange
 from app.protocols.sdp import SessionDescription
 
+#: First dynamic RTP payload type (RFC 3551 §6).
+FIRST_DYNAMIC_PAYLOAD_TYPE = 96
+#: Codecs with a static payload type (RFC 3551 table 4); all others get dynamic ones.
+STATIC_PAYLOAD_TYPES = {Codec.PCMU: 0, Codec.PCMA: 8, Codec.JPEG: 26}
+
 #: RTP header extension of one packet: (16-bit profile id, data of whole 32-bit words).
 RtpExtension = tuple[int, bytes]
 #: Called per packet of a unit with (packet index, packet count); None means no extension.
 ExtensionHook = Callable[[int, int], RtpExtension | None]
+
+
+def payload_type_for(params: CodecParams, index: int) -> int:
+    """The RTP payload type of SDP media section `index`: static if the codec has one, else
+    a dynamic type unique within the description."""
+    return STATIC_PAYLOAD_TYPES.get(params.codec, FIRST_DYNAMIC_PAYLOAD_TYPE + index)
 
 
 class RtspStatusError(CustosError):
@@ -194,4 +209,18 @@ class Resource(Protocol):
         self, context: RequestContext, description: ResourceDescription
     ) -> StreamProducer:
         """A producer for a new session that set up tracks of `description`."""
+        ...
+
+
+@runtime_checkable
+class ResourceResolver(Protocol):
+    """Mounted in place of a resource: picks the resource for each path below the mount."""
+
+    def resolve(self, path: str) -> tuple[str, Resource] | None:
+        """(the leading part of `path` that names the resource, the resource), or None (404).
+
+        `path` is what follows the mount, without leading "/" (e.g. "Gate/trackID=0"); the
+        named part becomes the resource's own mount (Content-Base, session scope) and the rest
+        the track address.
+        """
         ...

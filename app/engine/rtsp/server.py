@@ -6,7 +6,8 @@
         await server.start("0.0.0.0", 554)           # port 0 picks a free port: server.port
         ...                                          # clients use server.url("live/cam1")
 
-Sessions expire `session_timeout_s` after their last keepalive (any request naming them but
+Sessions expire `session_timeout_s` (or their resource's own, see resource.py) after their last
+keepalive (any request naming them but
 TEARDOWN, or RTCP from the client). One housekeeping task sleeps until the earliest deadline
 and reclaims expired sessions and idle connections; there are no per-session timers.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import re
 from collections.abc import Callable, Coroutine
@@ -26,7 +28,12 @@ from app.core.time import NS_PER_SECOND, Clock, SystemClock
 from app.engine.rtsp.connection import RtspConnection
 from app.engine.rtsp.dispatch import Dispatcher, Reply, new_session_id
 from app.engine.rtsp.output import MAX_QUEUED_UNITS, REPORT_INTERVAL_S, SessionOutput
-from app.engine.rtsp.resource import RequestContext, Resource, ResourceDescription
+from app.engine.rtsp.resource import (
+    RequestContext,
+    Resource,
+    ResourceDescription,
+    ResourceResolver,
+)
 from app.engine.rtsp.session import RtspSession, SessionTable
 from app.protocols.rtp.codec import Packetizer
 from app.protocols.rtp.formats import packetizer_for
@@ -84,7 +91,7 @@ class RtspServer:
         # SSRCs, sequence numbers and RTP times must not be guessable (RFC 3550 §5.1).
         self.rng = rng or random.SystemRandom()
         self.sessions = SessionTable()
-        self._mounts: dict[str, Resource] = {}
+        self._mounts: dict[str, Resource | ResourceResolver] = {}
         self._connections: set[RtspConnection] = set()
         self._dispatcher = Dispatcher(self)
         self._server: asyncio.Server | None = None
@@ -97,8 +104,9 @@ class RtspServer:
         self._port = 0
 
     # ------------------------------------------------------------------ mounts
-    def mount(self, path: str, resource: Resource) -> None:
-        """Serve `resource` at rtsp://host:port/<path> (replaces an existing mount)."""
+    def mount(self, path: str, resource: Resource | ResourceResolver) -> None:
+        """Serve `resource` at rtsp://host:port/<path> (replaces an existing mount); a
+        ResourceResolver serves the resources it names below <path>."""
         key = path.strip("/")
         if not _MOUNT_PATH.fullmatch(key):
             raise ConfigError(f"invalid RTSP mount path {path!r}")
@@ -107,7 +115,7 @@ class RtspServer:
     def unmount(self, path: str) -> None:
         self._mounts.pop(path.strip("/"), None)
 
-    def find_mount(self, path: str) -> tuple[str, Resource] | None:
+    def find_mount(self, path: str) -> tuple[str, Resource | ResourceResolver] | None:
         """The longest mount that `path` equals or lies below."""
         best: str | None = None
         for mount in self._mounts:
@@ -221,7 +229,7 @@ class RtspServer:
             producer=resource.create_producer(context, description),
             output=output,
             owner=owner,
-            timeout_s=self.session_timeout_s,
+            timeout_s=self.session_timeout_for(resource),
             clock=self.clock,
             origin=connection,
         )
@@ -229,6 +237,14 @@ class RtspServer:
         connection.session_ids.add(session_id)
         self._schedule(session.deadline_ns())
         return session
+
+    def session_timeout_for(self, resource: Resource) -> int:
+        """Whole seconds: the resource's `session_timeout_s()` if it has one, else the server's."""
+        hook = getattr(resource, "session_timeout_s", None)
+        value: object = hook() if callable(hook) else None
+        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            return self.session_timeout_s
+        return max(1, math.ceil(value))
 
     async def close_session(self, session: RtspSession, reason: str) -> None:
         """End a session; completes even if the caller is cancelled (its client went away)."""
