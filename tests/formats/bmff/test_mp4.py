@@ -106,6 +106,29 @@ def test_metx_entry_carries_onvif_namespace() -> None:
     assert data[at + 12 : at + 48] == b"\x00http://www.onvif.org/ver10/schema\x00\x00"
 
 
+def test_metadata_track_keeps_onvif_handler_despite_vlc() -> None:
+    """EX-07: handler `meta`, `nmhd`, `metx`. VLC 3 plays our exports smoothly when this track
+    has a handler it knows (`text`), but that would break EX-07; docs/export.md explains why
+    the VLC slowdown is VLC's fragmented-demux PCR bug and not something to work around here."""
+    data = golden_file()
+    handlers = [data[i + 12 : i + 16] for i in _all(data, b"hdlr")]
+    assert handlers == [b"vide", b"soun", b"meta"]
+    assert len(list(_all(data, b"nmhd"))) == 1
+    assert not list(_all(data, b"sthd"))
+    # One trex per track, metadata included: VLC's trouble is not a missing or odd trex.
+    trex = [data[i + 8 : i + 28] for i in _all(data, b"trex")]
+    assert trex == [bytes([0, 0, 0, t, 0, 0, 0, 1]) + bytes(12) for t in (1, 2, 3)]
+
+
+def _all(data: bytes, kind: bytes) -> list[int]:
+    """Offsets of every box type `kind` (its 4-byte type field) in `data`."""
+    found, at = [], data.find(kind)
+    while at >= 0:
+        found.append(at)
+        at = data.find(kind, at + 1)
+    return found
+
+
 # ---------------------------------------------------------------- timing arithmetic
 
 steps = st.lists(
