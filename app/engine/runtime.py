@@ -2,8 +2,9 @@
 
 `Engine` is an async context manager: store → event bus → users → RTSP server → one source +
 LiveHub + Recorder per configured source → job controller (receivers and recording jobs from the
-store) → HTTP server (/status and the ONVIF services) → retention sweeper. `run_engine` runs
-it on one asyncio loop in the calling thread (headless) until SIGINT/SIGTERM or a duration.
+store) → HTTP server (/status, the ONVIF services, the REST API) → retention sweeper.
+`run_engine` runs it on one asyncio loop in the calling thread (headless) until SIGINT/SIGTERM
+or a duration.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from app.engine.onvif.security import Authenticator
 from app.engine.onvif.server import OnvifServer, OnvifService
 from app.engine.recorder import DEFAULT_TRACKS, Recorder
 from app.engine.replay import ReplayMount
+from app.engine.rest import RestApi
 from app.engine.rtsp import LiveResource, RtspServer
 from app.engine.search import SearchSessions
 from app.engine.simcam import SimulatedCamera, encode_loop
@@ -113,6 +115,8 @@ class Engine:
         self.events = EventBus(clock=self.clock)
         self.jobs: JobController | None = None
         self.onvif: OnvifServer | None = None
+        self.rest: RestApi | None = None
+        self.http_auth: Authenticator | None = None
         self.replay_settings: ReplaySettings | None = None
         self.http_port = 0
         self._stack = contextlib.AsyncExitStack()
@@ -168,6 +172,8 @@ class Engine:
         app.router.add_get("/status", self._http_status)
         self.onvif = await self._onvif_server()
         self.onvif.add_routes(app)
+        self.rest = self._rest_api()
+        self.rest.add_routes(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
@@ -257,8 +263,28 @@ class Engine:
             ReceiverService(self.jobs),
         ]
         device = DeviceService(self.users, self.clock, services)
-        authenticator = Authenticator(self.users, self.clock, REALM)
-        return OnvifServer(authenticator, [device, *services])
+        # One authenticator for SOAP and REST: nonces and nonce counts are shared.
+        self.http_auth = Authenticator(self.users, self.clock, REALM)
+        return OnvifServer(self.http_auth, [device, *services])
+
+    def _rest_api(self) -> RestApi:
+        """IEC 62676-2-2 /PSIA (alias /ISAPI) beside ONVIF, with RTSP aliases for its IDs."""
+        assert self.store is not None and self.jobs is not None and self.users is not None
+        assert self.rtsp is not None and self.replay_settings is not None
+        assert self.http_auth is not None
+        api = RestApi(
+            self.store,
+            self.users,
+            self.jobs,
+            self.http_auth,
+            self.clock,
+            rtsp=self.rtsp,
+            data_dir=self.settings.data_dir,
+            live_path=lambda token: LIVE_PREFIX + token,
+        )
+        settings = self.replay_settings
+        api.attach_rtsp(session_timeout_s=lambda: settings.current.session_timeout_s)
+        return api
 
     def ready_info(self) -> dict[str, Any]:
         """Service URLs for the ready file and the log."""

@@ -111,7 +111,7 @@ class Authenticator:
     def caller(self, method: str, authorization: str | None, envelope: Envelope) -> Caller:
         """Who sent this request; raises Unauthenticated or SoapFault(NotAuthorized)."""
         if authorization is not None:
-            return self._digest_caller(method, authorization)
+            return self.authenticate_http(method, authorization)
         security = envelope.header(NS_WSSE, "Security")
         if security is not None:
             try:
@@ -122,7 +122,9 @@ class Authenticator:
             return Caller(name, self._users.get(name).level, "wsse")
         return Caller(None, None, "anonymous")
 
-    def _digest_caller(self, method: str, authorization: str) -> Caller:
+    def authenticate_http(self, method: str, authorization: str) -> Caller:
+        """The caller an HTTP Authorization header proves (Digest MD5 qop=auth, nc replay
+        checked); shared by SOAP and REST. Raises Unauthenticated."""
         if not authorization.lstrip().lower().startswith("digest "):
             raise Unauthenticated("only HTTP Digest authentication is accepted")
         try:
