@@ -19,7 +19,7 @@ from tests.engine.rtsp.helpers import RawClient
 class ReplayRig:
     server: RtspServer
     store: Store
-    clip: Footage
+    clip: Footage = dataclasses.field(repr=False)  # megabytes: keeps failure reports short
     mount: ReplayMount
 
     @property
