@@ -62,6 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     eng.add_argument("--rtsp-port", type=int, default=8554, help="RTSP port, 0 = any free port")
     eng.add_argument("--http-port", type=int, default=8080, help="HTTP port, 0 = any free port")
+    eng.add_argument(
+        "--https-port",
+        type=int,
+        metavar="PORT",
+        help="also serve ONVIF, REST and /status over HTTPS on this port, 0 = any free port "
+        "(off unless given; REST Basic authentication is accepted only here)",
+    )
+    eng.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="PEM",
+        help="HTTPS certificate chain, leaf first (default: a self-signed certificate made once "
+        "in the data directory, rest-cert.pem; its SHA-256 is logged and in the ready file)",
+    )
+    eng.add_argument(
+        "--tls-key", type=Path, metavar="PEM", help="unencrypted private key of --tls-cert"
+    )
     eng.add_argument("--duration", type=float, help="stop after this many seconds")
     eng.add_argument(
         "--ready-file", type=Path, help="write service URLs as JSON here when listening"
@@ -239,6 +256,9 @@ def _cmd_engine(args: argparse.Namespace) -> int:
         rtsp_port=args.rtsp_port,
         http_port=args.http_port,
         ready_file=args.ready_file,
+        https_port=args.https_port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
     run_engine(settings, duration_s=args.duration)
     return EXIT_OK

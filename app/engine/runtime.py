@@ -2,7 +2,8 @@
 
 `Engine` is an async context manager: store → event bus → users → RTSP server → one source +
 LiveHub + Recorder per configured source → job controller (receivers and recording jobs from the
-store) → HTTP server (/status, the ONVIF services, the REST API) → retention sweeper.
+store) → HTTP server (/status, the ONVIF services, the REST API; the same app over HTTPS too
+when `https_port` is set) → retention sweeper.
 `run_engine` runs it on one asyncio loop in the calling thread (headless) until SIGINT/SIGTERM
 or a duration.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import json
 import logging
 import os
@@ -26,6 +28,7 @@ from aiohttp import web
 
 from app import __version__
 from app.core.config import EngineConfig, RtspSource, SimcamSource, Source
+from app.core.errors import ConfigError
 from app.core.time import Clock, SystemClock, format_iso
 from app.engine.events import EventBus
 from app.engine.export.keys import default_signer
@@ -44,6 +47,7 @@ from app.engine.onvif.server import OnvifServer, OnvifService
 from app.engine.recorder import DEFAULT_TRACKS, Recorder
 from app.engine.replay import ReplayMount
 from app.engine.rest import RestApi
+from app.engine.rest.tls import HttpsIdentity, https_identity
 from app.engine.rtsp import LiveResource, RtspServer
 from app.engine.search import SearchSessions
 from app.engine.simcam import SimulatedCamera, encode_loop
@@ -70,6 +74,20 @@ class EngineSettings:
     ready_file: Path | None = None
     #: Back-off and timeouts of the receivers recording jobs use.
     ingest: IngestOptions = dataclasses.field(default_factory=IngestOptions)
+    #: The same HTTP app (ONVIF, REST, /status) over TLS on this port; None = no HTTPS listener.
+    https_port: int | None = None
+    #: PEM certificate (chain, leaf first) and its unencrypted key for HTTPS; when neither is
+    #: given a self-signed pair is generated once in the data dir and reused.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("a TLS certificate needs its key and a key its certificate")
+        if self.https_port is None and self.tls_cert is not None:
+            raise ConfigError(f"TLS certificate {self.tls_cert} given but no HTTPS port")
+        if self.https_port is not None and self.https_port == self.http_port != 0:
+            raise ConfigError(f"HTTP and HTTPS cannot share port {self.http_port}")
 
 
 @dataclasses.dataclass
@@ -119,6 +137,9 @@ class Engine:
         self.http_auth: Authenticator | None = None
         self.replay_settings: ReplaySettings | None = None
         self.http_port = 0
+        #: Bound HTTPS port and the certificate it presents (None while HTTPS is off).
+        self.https_port: int | None = None
+        self.tls: HttpsIdentity | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Engine:
@@ -140,6 +161,15 @@ class Engine:
     async def _start(self) -> None:
         s = self.settings
         cfg = s.config
+        if s.https_port is not None:
+            # Before anything starts: a bad certificate fails the start at once, naming the file.
+            self.tls = await asyncio.to_thread(
+                https_identity,
+                s.data_dir,
+                s.tls_cert,
+                s.tls_key,
+                addresses=_certificate_addresses(s.listen),
+            )
         options = StoreOptions(disk_budget_bytes=cfg.retention.disk_budget_bytes)
         self.store = await self._stack.enter_async_context(
             Store(s.data_dir, clock=self.clock, options=options)
@@ -177,11 +207,12 @@ class Engine:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, self.settings.listen, self.settings.http_port)
-        await site.start()
-        server = site._server  # aiohttp exposes the bound socket only here
-        assert isinstance(server, asyncio.Server)
-        self.http_port = server.sockets[0].getsockname()[1]
+        self.http_port = await _start_site(runner, self.settings.listen, self.settings.http_port)
+        if self.tls is not None:
+            assert self.settings.https_port is not None
+            self.https_port = await _start_site(
+                runner, self.settings.listen, self.settings.https_port, self.tls
+            )
 
     async def _start_source(self, source: Source) -> None:
         assert self.store is not None and self.rtsp is not None
@@ -292,7 +323,7 @@ class Engine:
         host = _client_host(self.settings.listen)
         rtsp_base = f"rtsp://{_url_host(host)}:{self.rtsp.port}/"
         http_base = f"http://{_url_host(host)}:{self.http_port}/"
-        return {
+        info: dict[str, Any] = {
             "version": __version__,
             "pid": os.getpid(),
             "data_dir": str(self.settings.data_dir),
@@ -305,6 +336,11 @@ class Engine:
                 for s in self.sources
             },
         }
+        if self.tls is not None:
+            info["https_url"] = f"https://{_url_host(host)}:{self.https_port}/"
+            # Clients of a self-signed certificate pin it by this value (AU-04).
+            info["https_certificate_sha256"] = self.tls.fingerprint
+        return info
 
     async def _http_status(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -321,6 +357,35 @@ async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _start_site(
+    runner: web.AppRunner, listen: str, port: int, tls: HttpsIdentity | None = None
+) -> int:
+    """Start one listener of `runner`'s app; the bound port, or a ConfigError naming it."""
+    context = tls.context if tls is not None else None
+    site = web.TCPSite(runner, listen, port, ssl_context=context)
+    try:
+        await site.start()
+    except OSError as exc:
+        scheme = "HTTPS" if tls is not None else "HTTP"
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot listen for {scheme} on {listen}:{port}: {reason}") from None
+    server = site._server  # the bound socket; TCPSite.port is missing from older aiohttp 3.x
+    assert isinstance(server, asyncio.Server)
+    port_bound: int = server.sockets[0].getsockname()[1]
+    return port_bound
+
+
+def _certificate_addresses(listen: str) -> tuple[str, ...]:
+    """The listen address, if it is one specific IP, for a generated certificate's names."""
+    try:
+        address = ipaddress.ip_address(listen)
+    except ValueError:
+        return ()
+    # A scoped IPv6 address (fe80::1%eth0) cannot be a certificate name; loopback still is.
+    scoped = isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None
+    return () if address.is_unspecified or scoped else (str(address),)
 
 
 def _client_host(listen: str) -> str:

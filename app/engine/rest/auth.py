@@ -2,7 +2,9 @@
 
 The Digest check is the ONVIF endpoint's (`Authenticator.authenticate_http`: MD5, qop=auth,
 nonce-count replay refusal) over the same users; Basic is offered and accepted only when the
-connection is TLS, because it sends the password in the clear.
+connection is TLS, because it sends the password in the clear. `secure` must describe the socket
+the request came in on (aiohttp's `request.secure`), never a proxy header such as
+X-Forwarded-Proto that a plain-HTTP client can set itself.
 """
 
 from __future__ import annotations
