@@ -79,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     eng.add_argument(
         "--tls-key", type=Path, metavar="PEM", help="unencrypted private key of --tls-cert"
     )
+    eng.add_argument(
+        "--discoverable",
+        action="store_true",
+        help="answer ONVIF WS-Discovery Probes and announce Hello/Bye (off by default; "
+        "ONVIF SetDiscoveryMode switches it at run time)",
+    )
+    eng.add_argument(
+        "--discovery-port",
+        type=int,
+        default=3702,
+        metavar="PORT",
+        help="WS-Discovery UDP port (default: %(default)s; on a loopback --listen it answers "
+        "unicast Probes only)",
+    )
     eng.add_argument("--duration", type=float, help="stop after this many seconds")
     eng.add_argument(
         "--ready-file", type=Path, help="write service URLs as JSON here when listening"
@@ -259,6 +273,8 @@ def _cmd_engine(args: argparse.Namespace) -> int:
         https_port=args.https_port,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        discoverable=args.discoverable,
+        discovery_port=args.discovery_port,
     )
     run_engine(settings, duration_s=args.duration)
     return EXIT_OK

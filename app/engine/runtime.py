@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import tempfile
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +36,8 @@ from app.engine.export.keys import default_signer
 from app.engine.ingest import Receiver
 from app.engine.jobs import IngestOptions, JobController
 from app.engine.live import LiveHub
-from app.engine.onvif.device import DeviceService
+from app.engine.onvif.device import DeviceInfo, DeviceService
+from app.engine.onvif.discovery import WsDiscovery
 from app.engine.onvif.events import EventsService
 from app.engine.onvif.export import EXPORT_FORMAT, RecordingExportService
 from app.engine.onvif.receiver import ReceiverService
@@ -53,6 +55,7 @@ from app.engine.search import SearchSessions
 from app.engine.simcam import SimulatedCamera, encode_loop
 from app.engine.storage import RecordingConfig, Store, StoreOptions
 from app.engine.users import UserDirectory
+from app.protocols.onvif.discovery import MULTICAST_ADDRESS, Endpoint
 from app.protocols.rtsp.auth import DigestAuthenticator
 from app.protocols.soap.xml import MAX_XML_BYTES
 
@@ -80,6 +83,12 @@ class EngineSettings:
     #: given a self-signed pair is generated once in the data dir and reused.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: Answer WS-Discovery Probes from the start (SetDiscoveryMode changes it at run time).
+    #: Off by default: a forensic workstation should not advertise itself unasked.
+    discoverable: bool = False
+    #: WS-Discovery UDP port (3702 on the network; tests use 0). On a loopback `listen` the
+    #: responder answers unicast Probes there and does not join the multicast group.
+    discovery_port: int = MULTICAST_ADDRESS[1]
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -140,6 +149,7 @@ class Engine:
         #: Bound HTTPS port and the certificate it presents (None while HTTPS is off).
         self.https_port: int | None = None
         self.tls: HttpsIdentity | None = None
+        self.discovery: WsDiscovery | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Engine:
@@ -191,6 +201,9 @@ class Engine:
         )
         # HTTP last: the ONVIF services it serves need the store, jobs and events above.
         await self._start_http()
+        if s.discoverable:
+            assert self.discovery is not None
+            await self.discovery.set_discoverable(True)  # after HTTP: Hello carries its XAddrs
         sweeper = asyncio.create_task(self._retention_loop(), name="retention")
         self._stack.push_async_callback(_cancel_and_wait, sweeper)
         if s.ready_file is not None:
@@ -293,10 +306,41 @@ class Engine:
             ReplayService(self.store, self.replay_settings, rtsp_port=self.rtsp.port),
             ReceiverService(self.jobs),
         ]
-        device = DeviceService(self.users, self.clock, services)
+        data_dir = self.settings.data_dir
+        info = DeviceInfo.for_host(data_dir)
+        self.discovery = self._ws_discovery(info, lambda: device.scopes())
+        self._stack.push_async_callback(self.discovery.close)
+        device = DeviceService(
+            self.users,
+            self.clock,
+            services,
+            info=info,
+            discovery=self.discovery,
+            tls=self.tls is not None,
+        )
         # One authenticator for SOAP and REST: nonces and nonce counts are shared.
         self.http_auth = Authenticator(self.users, self.clock, REALM)
         return OnvifServer(self.http_auth, [device, *services])
+
+    def _ws_discovery(self, info: DeviceInfo, scopes: Callable[[], list[str]]) -> WsDiscovery:
+        """The WS-Discovery responder: announces the device service's XAddrs and scopes."""
+        # A stable endpoint reference: the same device after a restart (WS-Discovery §2.6).
+        address = "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL, "custos:" + info.serial_number))
+
+        def endpoint() -> Endpoint:
+            urls = self.ready_info()
+            xaddrs = [urls["onvif_url"]]
+            if "https_url" in urls:
+                xaddrs.append(urls["https_url"] + "onvif/device_service")
+            return Endpoint(address, tuple(scopes()), tuple(xaddrs))
+
+        listen = self.settings.listen
+        loopback = ipaddress.ip_address(_client_host(listen)).is_loopback
+        return WsDiscovery(
+            endpoint,
+            bind=(listen if loopback else "0.0.0.0", self.settings.discovery_port),
+            multicast=not loopback,
+        )
 
     def _rest_api(self) -> RestApi:
         """IEC 62676-2-2 /PSIA (alias /ISAPI) beside ONVIF, with RTSP aliases for its IDs."""

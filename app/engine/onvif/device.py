@@ -116,7 +116,10 @@ class DeviceService(OnvifService):
         discovery: Discovery | None = None,
         interfaces: Callable[[], Sequence[InterfaceFacts]] | None = None,
         hostname: Callable[[], str] = socket.gethostname,
+        tls: bool = False,
     ) -> None:
+        """`tls`: the engine also serves this service over HTTPS (capability TLS1.2)."""
+        self._tls = tls
         self._users = users
         self._clock = clock
         self._services = services
@@ -150,7 +153,7 @@ class DeviceService(OnvifService):
             "Security": {
                 "TLS1.0": False,
                 "TLS1.1": False,
-                "TLS1.2": False,
+                "TLS1.2": self._tls,
                 "OnboardKeyGeneration": False,
                 "AccessPolicyConfig": False,
                 "DefaultAccessPolicy": True,
@@ -270,7 +273,7 @@ class DeviceService(OnvifService):
             "IO": {"InputConnectors": 0, "RelayOutputs": 0},
             "Security": {
                 "TLS1.1": False,
-                "TLS1.2": False,
+                "TLS1.2": self._tls,
                 "OnboardKeyGeneration": False,
                 "AccessPolicyConfig": False,
                 "X.509Token": False,
