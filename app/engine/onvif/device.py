@@ -125,7 +125,7 @@ class DeviceService(OnvifService):
         self._services = services
         self.info = info or DeviceInfo()
         self._discovery = discovery
-        self._interfaces = interfaces or host_interfaces
+        self._interfaces = interfaces or CachedInterfaces()
         self._hostname = hostname
         self._fixed_scopes = (
             PROFILE_G_SCOPE,
@@ -597,6 +597,34 @@ def host_interfaces() -> list[InterfaceFacts]:
         found.append(InterfaceFacts(name, mac, mtu, up, _ipv4_of(name)))
     real = [f for f in found if f.name != "lo"]
     return real or found
+
+
+#: How long host interface facts are reused: reading sysfs and ioctls for every deviceInfo or
+#: GetNetworkInterfaces answer costs more than the rest of the answer, and addresses rarely change.
+INTERFACE_FACTS_TTL_S = 5.0
+
+
+class CachedInterfaces:
+    """`read()` (host_interfaces by default) at most once per `ttl_s` seconds."""
+
+    def __init__(
+        self,
+        read: Callable[[], Sequence[InterfaceFacts]] = host_interfaces,
+        *,
+        ttl_s: float = INTERFACE_FACTS_TTL_S,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._ttl_s = ttl_s
+        self._now = now
+        self._facts: Sequence[InterfaceFacts] = ()
+        self._read_at: float | None = None
+
+    def __call__(self) -> Sequence[InterfaceFacts]:
+        now = self._now()
+        if self._read_at is None or now - self._read_at >= self._ttl_s:
+            self._facts, self._read_at = tuple(self._read()), now
+        return self._facts
 
 
 def _read(path: Path) -> str | None:

@@ -20,7 +20,7 @@ from aiohttp import web
 from app.core.errors import CustosError
 from app.core.time import Clock
 from app.engine.jobs import JobController
-from app.engine.onvif.device import DeviceInfo, InterfaceFacts, host_interfaces
+from app.engine.onvif.device import CachedInterfaces, DeviceInfo, InterfaceFacts
 from app.engine.onvif.security import Authenticator
 from app.engine.rest import playback
 from app.engine.rest.auth import RestAuth
@@ -80,7 +80,7 @@ class RestApi:
         rtsp: RtspServer,
         data_dir: Path | None = None,
         info: DeviceInfo | None = None,
-        interfaces: Callable[[], Sequence[InterfaceFacts]] = host_interfaces,
+        interfaces: Callable[[], Sequence[InterfaceFacts]] | None = None,
         live_path: Callable[[str], str] = lambda token: f"live/{token}",
     ) -> None:
         self.rtsp = rtsp
@@ -93,7 +93,7 @@ class RestApi:
             settings=RestSettings.load(data_dir),
             info=info or (DeviceInfo.for_host(data_dir) if data_dir else DeviceInfo()),
             rtsp_port=lambda: rtsp.port,
-            interfaces=interfaces,
+            interfaces=interfaces or CachedInterfaces(),
             has_live=self._has_live,
             data_dir=data_dir,
             started_mono_ns=clock.monotonic_ns(),

@@ -21,6 +21,7 @@ from app.core.time import NS_PER_SECOND, FakeClock, parse_iso
 from app.engine.events import EventBus
 from app.engine.onvif.device import (
     PROFILE_G_SCOPE,
+    CachedInterfaces,
     DeviceInfo,
     DeviceService,
     InterfaceFacts,
@@ -415,3 +416,20 @@ async def test_onvif_zeep_async_connects_and_reads_device(tmp_path: Path) -> Non
 
 def test_clock_start_constant_matches_fake_clock() -> None:
     assert FakeClock().wall_ns() == START_NS == parse_iso("2026-01-01T00:00:00Z")
+
+
+def test_interface_facts_are_read_once_per_ttl() -> None:
+    reads: list[float] = []
+    now = [100.0]
+
+    def read() -> list[InterfaceFacts]:
+        reads.append(now[0])
+        return [InterfaceFacts(f"eth{len(reads)}", "02:00:00:00:00:01", 1500, True, ())]
+
+    cached = CachedInterfaces(read, ttl_s=5.0, now=lambda: now[0])
+    assert [f.name for f in cached()] == ["eth1"]
+    now[0] += 4.9
+    assert [f.name for f in cached()] == ["eth1"]  # within the TTL: no second read
+    now[0] += 0.1
+    assert [f.name for f in cached()] == ["eth2"]
+    assert reads == [100.0, 105.0]
