@@ -1,6 +1,7 @@
 """Run the GStreamer ONVIF replay client peer (gst_onvif_client.py) from async tests.
 
     frames = await play_onvif(url, clock_range="20260301T080000Z-20260301T080010Z", rate=-1)
+    events = await play_onvif_events(url, clock_range=..., seek_after=5, seek_range="...")
 
 Each `PeerFrame` is one decoded picture in output order: its NTP time (the 0xABAC extension,
 as rtponvifparse turned it into the buffer PTS) as Unix ns, and the top rows of its luma plane
@@ -34,6 +35,10 @@ class PeerFrame:
     rows: npt.NDArray[np.uint8]
 
 
+#: Marker events the peer emits between frames (pause, resume, second seek).
+MARKERS = frozenset({"paused", "resumed", "seeked"})
+
+
 class PeerFailed(AssertionError):
     """The peer reported an error, timed out or died."""
 
@@ -47,6 +52,26 @@ async def play_onvif(
     rate_control: bool = False,
 ) -> list[PeerFrame]:
     """Play `url` with rtspsrc onvif-mode=true to its end (EOS); the decoded frames in order."""
+    events = await play_onvif_events(
+        url, clock_range=clock_range, rate=rate, frames=frames, rate_control=rate_control
+    )
+    return [e for e in events if isinstance(e, PeerFrame)]
+
+
+async def play_onvif_events(
+    url: str,
+    *,
+    clock_range: str,
+    rate: float = 1.0,
+    frames: str = "none",
+    rate_control: bool = False,
+    pause_after: int = 0,
+    pause_s: float = 1.0,
+    seek_after: int = 0,
+    seek_range: str = "",
+) -> list[PeerFrame | str]:
+    """As `play_onvif`, optionally pausing or seeking again after some frames; the frames with
+    the marker events ("paused", "resumed", "seeked") where they happened."""
     try:
         check_peer_runtime()
     except PeerUnavailable as exc:
@@ -65,6 +90,14 @@ async def play_onvif(
         "yes" if rate_control else "no",
         "--timeout",
         str(PLAY_TIMEOUT_S),
+        "--pause-after",
+        str(pause_after),
+        "--pause-s",
+        repr(pause_s),
+        "--seek-after",
+        str(seek_after),
+        "--seek-range",
+        seek_range,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -78,8 +111,8 @@ async def play_onvif(
     return _parse(out, err, process.returncode)
 
 
-def _parse(out: bytes, err: bytes, returncode: int | None) -> list[PeerFrame]:
-    result: list[PeerFrame] = []
+def _parse(out: bytes, err: bytes, returncode: int | None) -> list[PeerFrame | str]:
+    result: list[PeerFrame | str] = []
     ended = False
     for line in out.decode().splitlines():
         event = json.loads(line)
@@ -87,6 +120,8 @@ def _parse(out: bytes, err: bytes, returncode: int | None) -> list[PeerFrame]:
             rows = np.frombuffer(base64.b64decode(event["rows"]), np.uint8)
             wall = event["ntp_ns"] - NTP_UNIX_OFFSET_S * NS_PER_SECOND
             result.append(PeerFrame(wall, rows.reshape(-1, event["width"])))
+        elif event["event"] in MARKERS:
+            result.append(event["event"])
         elif event["event"] == "eos":
             ended = True
         else:

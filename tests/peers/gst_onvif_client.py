@@ -2,6 +2,7 @@
 
     /usr/bin/python3 tests/peers/gst_onvif_client.py URL --range START-END [--rate -1]
         [--frames none|intra|intra/<ms>|predicted] [--rate-control yes|no] [--timeout 30]
+        [--pause-after N --pause-s S] [--seek-after N --seek-range START-END]
 
 It plays URL the way GStreamer's own test-onvif-client example does: one seek sent before the
 pipeline reaches PLAYING, with the range as nanoseconds since 1900 (gst_rtsp_range_get_times of
@@ -16,9 +17,15 @@ jitter buffer drops the whole first access unit (rtspsrc stamps its first packet
 time that lies outside the onvif-mode segment); the seek is sent once rtspsrc reports the
 stream open in PAUSED, then PLAYING sends a single PLAY; only the video stream is set up.
 
+--pause-after N sets the pipeline to PAUSED once N frames were decoded (rtspsrc sends PAUSE)
+and back to PLAYING --pause-s later (rtspsrc sends PLAY again). --seek-after N sends a second
+flushing seek to --seek-range once N frames were decoded (go-to-time: rtspsrc sends a new PLAY
+with the new Range in the same session). Each emits a marker event when it happens.
+
 Output, one JSON object per line on stdout:
     {"event": "frame", "ntp_ns": <PTS: NTP time of the frame in ns since 1900>,
      "width": W, "height": H, "rows": <base64 of the top STAMP_ROWS rows of the luma plane>}
+    {"event": "paused"} | {"event": "resumed"} | {"event": "seeked"}
     {"event": "eos"} | {"event": "error", "message": "..."} | {"event": "timeout"}
 This file must stay runnable by /usr/bin/python3 with only python3-gi: it imports nothing from
 the repository (the test decodes the stamps from the rows).
@@ -89,6 +96,12 @@ class Client:
         # their short streams end, possibly before the video pad even appeared.
         self.src.connect("select-stream", self._select_stream)
         self.seek = _seek_event(args.range, args.rate, args.frames)
+        self.frames = 0
+        self.pause_after, self.pause_s = args.pause_after, args.pause_s
+        self.seek_after = args.seek_after
+        self.second_seek = (
+            _seek_event(args.seek_range, args.rate, args.frames) if args.seek_range else None
+        )
         self.exit_code = 1
         bus = self.pipe.get_bus()
         bus.add_signal_watch()
@@ -113,7 +126,8 @@ class Client:
         if media == "video" and encoding == "H264":
             chain = (
                 "queue ! rtponvifparse ! rtph264depay ! avdec_h264 ! videoconvert"
-                " ! video/x-raw,format=GRAY8 ! appsink name=frames sync=false emit-signals=true"
+                " ! video/x-raw,format=GRAY8 ! appsink name=frames sync=false async=false"
+                " emit-signals=true"
             )
         else:
             chain = "fakesink sync=false async=false"
@@ -152,7 +166,33 @@ class Client:
                 "rows": base64.b64encode(rows).decode(),
             }
         )
+        # After the frame's line, so the marker follows the frame that triggered it.
+        self.frames += 1
+        if self.frames == self.pause_after:
+            GLib.idle_add(self._pause)
+        if self.frames == self.seek_after and self.second_seek is not None:
+            GLib.idle_add(self._seek_again)
         return Gst.FlowReturn.OK
+
+    def _pause(self) -> bool:
+        # From the main loop, not the streaming thread: a state change there would deadlock.
+        self.pipe.set_state(Gst.State.PAUSED)
+        _emit({"event": "paused"})
+        GLib.timeout_add(int(self.pause_s * 1000), self._resume)
+        return False
+
+    def _resume(self) -> bool:
+        _emit({"event": "resumed"})
+        self.pipe.set_state(Gst.State.PLAYING)
+        return False
+
+    def _seek_again(self) -> bool:
+        assert self.second_seek is not None
+        _emit({"event": "seeked"})
+        if not self.pipe.send_event(self.second_seek):
+            _emit({"event": "error", "message": "the pipeline refused the second seek"})
+            self.loop.quit()
+        return False
 
     def _message(self, _bus: Gst.Bus, message: Gst.Message) -> None:
         if message.type == Gst.MessageType.PROGRESS:
@@ -186,6 +226,10 @@ def main() -> int:
     parser.add_argument("--frames", default="none")
     parser.add_argument("--rate-control", choices=("yes", "no"), default="yes")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    parser.add_argument("--pause-after", type=int, default=0, help="frames before PAUSE")
+    parser.add_argument("--pause-s", type=float, default=1.0)
+    parser.add_argument("--seek-after", type=int, default=0, help="frames before the seek")
+    parser.add_argument("--seek-range", default="", help="START-END of the second seek")
     args = parser.parse_args()
     Gst.init(None)
     code = Client(args).run()

@@ -12,7 +12,7 @@ import math
 
 from app.core.time import NS_PER_MS, NS_PER_SECOND, NTP_UNIX_OFFSET_S
 from app.engine.rtsp.resource import PlayRequest, RtspStatusError
-from app.protocols.rtsp.headers import FramesMode, format_scale, format_yes_no
+from app.protocols.rtsp.headers import FramesHeader, FramesMode, format_scale, format_yes_no
 from app.protocols.rtsp.range import INVALID_RANGE, NOW, RangeUnit, TimeRange
 
 #: Fastest trick speed served with rate control; faster requests are clamped (PB-11).
@@ -85,9 +85,16 @@ def plan_play(
             start = min(max(resume_ns, extent.earliest_ns), extent.latest_ns)
         else:
             start = extent.latest_ns if scale < 0 else extent.earliest_ns
+    frames_header = request.frames
+    if resume_ns is not None and request.range is None and previous is not None:
+        # A resume continues the paused delivery: its range end and frame selection still hold.
+        end = previous.end_ns
+        if frames_header is None:
+            interval = previous.interval_ns // NS_PER_MS or None
+            frames_header = FramesHeader(previous.frames, interval)
     start, end = _clamp(start, end, extent, scale)
-    frames = request.frames.mode if request.frames is not None else FramesMode.ALL
-    interval_ms = request.frames.interval_ms if request.frames is not None else None
+    frames = frames_header.mode if frames_header is not None else FramesMode.ALL
+    interval_ms = frames_header.interval_ms if frames_header is not None else None
     return PlayPlan(
         start_ns=start,
         end_ns=end,

@@ -189,7 +189,13 @@ class ReplayProducer:
         extent = _extent([primary_media])
         resume = self._resume_point() if self._paused else None
         plan = plan_play(request, extent, previous=self._plan, resume_ns=resume)
-        key = await self._clean_point(primary, primary_media, plan)
+        key = None
+        if resume is not None and request.range is None and not plan.reverse:
+            # PB-19: go on after the last unit sent. The client's decoder still holds the
+            # pictures before it, so going back to the clean point would repeat frames.
+            key = await self._first_frame_from(primary, plan)
+        if key is None:
+            key = await self._clean_point(primary, primary_media, plan)
         self._plan, self._key, self._paused = plan, key, False
         self._set_up = (primary,) if plan.reverse else _forward_tracks(set_up, plan)
         self._start_mono_ns = self._clock.monotonic_ns()
@@ -255,6 +261,19 @@ class ReplayProducer:
                 return ref
         raise RtspStatusError(INVALID_RANGE, "no clean point in the requested Range")
 
+    async def _first_frame_from(self, track: ReplayTrack, plan: PlayPlan) -> FrameRef | None:
+        store, recording = self._store, self._resource.recording_token
+        frames = store.frames(recording, track.token, plan.start_ns, _end_excl(plan), page=1)
+        try:
+            async for ref in frames:
+                return ref
+        finally:
+            # Close the store's generator now rather than whenever it is collected.
+            aclose = getattr(frames, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        return None
+
     def _deliveries(self, plan: PlayPlan, key: FrameRef) -> AsyncIterator[Delivery]:
         store, recording = self._store, self._resource.recording_token
         primary = self._set_up[0]
@@ -280,8 +299,21 @@ class ReplayProducer:
             )
             for track in self._set_up
         ]
-        live = self._resource.is_recording if plan.end_ns is None else None
-        return walk_forward(cursors, live=live, wait_for_data=self._wait_for_data)
+        end_ns = plan.end_ns
+        return walk_forward(
+            cursors, live=lambda: self._growing(end_ns), wait_for_data=self._wait_for_data
+        )
+
+    async def _growing(self, end_ns: int | None) -> bool:
+        """More footage of this play may yet be stored (PB-35): the recording is being written
+        and, for a closed range, its newest frame has not passed the range end yet (a range
+        ending in the future plays on to that end, not to the live edge of the PLAY)."""
+        if not await self._resource.is_recording():
+            return False
+        if end_ns is None:
+            return True
+        newest = await self._store.last_frame(self._resource.recording_token, self._set_up[0].token)
+        return newest is not None and newest.wall_ns <= end_ns
 
     async def _wait_for_data(self) -> None:
         # The store announces no new frames; a bounded poll rate is the documented contract.

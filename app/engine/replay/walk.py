@@ -196,33 +196,28 @@ async def walk_forward(
     live: Callable[[], Awaitable[bool]] | None,
     wait_for_data: Callable[[], Awaitable[None]],
 ) -> AsyncIterator[Delivery]:
-    """Merge the cursors in wall-clock order; `live` (open ranges) says the recording grows."""
+    """Merge the cursors in wall-clock order; `live` says the footage may still grow."""
     last_run: dict[int, int] = {}
     while True:
-        heads: list[tuple[int, int, TrackCursor]] = []
-        for cursor in cursors:
-            head = await cursor.peek()
-            if head is not None:
-                heads.append((head.ref.wall_ns, cursor.track.index, cursor))
+        heads = await _heads(cursors)
         if not heads:
-            if live is None or not await live():
+            if live is None:
                 return
-            await wait_for_data()
+            if await live():
+                await wait_for_data()
+                for cursor in cursors:
+                    cursor.rearm()
+                continue
+            # A cursor found its end when it read its last page, which may be long ago (rate
+            # control reads ahead): frames stored since then are still due. One last look.
             for cursor in cursors:
                 cursor.rearm()
-            continue
+            heads = await _heads(cursors)
+            if not heads:
+                return
         _, _, cursor = min(heads, key=lambda h: (h[0], h[1]))
         frame = cursor.pop()
-        following = await cursor.peek()
-        if following is None and live is not None and await live():
-            # PB-35: no E while the recording grows. Hold the unit back for one poll so the
-            # last unit of a recording that stops right now still gets E and T.
-            await wait_for_data()
-            cursor.rearm()
-            following = await cursor.peek()
-            growing = following is not None or await live()
-        else:
-            growing = False
+        following, growing = await _following(cursor, live, wait_for_data)
         index = cursor.track.index
         run = frame.ref.run_id
         after_gap = index in last_run and last_run[index] != run
@@ -235,6 +230,37 @@ async def walk_forward(
         )
         last_run[index] = run
         yield Delivery(cursor.track, frame, marks, frame.ref.wall_ns, after_gap)
+
+
+async def _heads(cursors: list[TrackCursor]) -> list[tuple[int, int, TrackCursor]]:
+    heads: list[tuple[int, int, TrackCursor]] = []
+    for cursor in cursors:
+        head = await cursor.peek()
+        if head is not None:
+            heads.append((head.ref.wall_ns, cursor.track.index, cursor))
+    return heads
+
+
+async def _following(
+    cursor: TrackCursor,
+    live: Callable[[], Awaitable[bool]] | None,
+    wait_for_data: Callable[[], Awaitable[None]],
+) -> tuple[StoredFrame | None, bool]:
+    """The unit after the one just popped, and whether more may come when there is none yet."""
+    following = await cursor.peek()
+    if following is not None or live is None:
+        return following, False
+    if await live():
+        # PB-35: no E while the recording grows. Hold the unit back for one poll so the
+        # last unit of a recording that stops right now still gets E and T.
+        await wait_for_data()
+        cursor.rearm()
+        following = await cursor.peek()
+        if following is not None or await live():
+            return following, True
+    # The cursor's end may be stale (see walk_forward); the footage no longer grows.
+    cursor.rearm()
+    return await cursor.peek(), False
 
 
 async def walk_reverse(
