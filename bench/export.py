@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import os
 import random
 import shutil
@@ -28,15 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-
 from app.core.media import AccessUnit, Codec, CodecParams, TimeSource
 from app.core.time import NS_PER_SECOND, FakeClock
 from app.engine.export import ExportRequest, export_recording
-from app.engine.export.keys import Signer
+from app.engine.export.keys import self_signed_signer
 from app.engine.storage import RecordingConfig, Store, StoreOptions
 
 FPS = 25
@@ -89,23 +83,6 @@ async def fill(store: Store, minutes: float) -> int:
     return count
 
 
-def make_signer() -> Signer:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench exporter")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return Signer(key=key, cert_der=cert.public_bytes(serialization.Encoding.DER))
-
-
 def copy_segments(data: Path, target: Path, *, durable: bool) -> int:
     """Copy the segment files; `durable`: fsync each copy, as the export does its parts."""
     target.mkdir()
@@ -130,7 +107,10 @@ async def measure(
     """One round: export, signed export and the plain copy; their speed ratios to the copy."""
     end = T0 + int(minutes * 60 * NS_PER_SECOND)
     results = {}
-    for label, signer in (("export", None), ("signed export", make_signer())):
+    for label, signer in (
+        ("export", None),
+        ("signed export", self_signed_signer("bench exporter", key_bits=2048)),
+    ):
         out = work / label.replace(" ", "-") / "bench.mp4"
         out.parent.mkdir()
         request = ExportRequest("Bench", T0, end, out, part_size_limit=part_size, signer=signer)

@@ -7,7 +7,6 @@ signing instance) and removed afterwards. Both measurements read the same page-c
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 import sys
@@ -15,12 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-
-from app.engine.export.keys import Signer
+from app.engine.export.keys import self_signed_signer
 from app.engine.export.sign import sign_file
 from app.formats.bmff.box import box, box_header, full_box
 from app.formats.oef.meta import ExportInfo, TrackSource, build_meta
@@ -28,23 +22,6 @@ from app.formats.oef.verify import verify_file
 
 CHUNK = 8 * 1024 * 1024
 MB = 1_000_000
-
-
-def _signer() -> Signer:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench exporter")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return Signer(key, cert.public_bytes(serialization.Encoding.DER))
 
 
 def _synthesize(path: Path, size: int) -> None:
@@ -80,7 +57,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="custos-bench-verify-") as tmp:
         path = Path(tmp) / "signed.mp4"
         _synthesize(path, size)
-        sign_file(path, _signer())  # also warms the page cache
+        signer = self_signed_signer("bench exporter", key_bits=2048)
+        sign_file(path, signer)  # also warms the page cache
         total = path.stat().st_size
         t0 = time.perf_counter()
         _sha256_file(path)

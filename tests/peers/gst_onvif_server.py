@@ -11,25 +11,29 @@ ntp-offset 0, so the clip's footage lies at 19000101T000000Z onwards.
 
 Once listening it prints one JSON line on stdout: {"port": N, "mount": "/replay", "frames": K}
 and serves until stdin reaches end of file or SIGTERM/SIGINT arrives. This file must stay
-runnable by /usr/bin/python3 with only python3-gi: it imports nothing from the repository.
+runnable by /usr/bin/python3 with only python3-gi: it imports nothing from the repository but
+gst_serve.py beside it.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
-import signal
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import Gst, GstRtspServer  # noqa: E402
+
+# Run as a script by the system Python: make the repository's `tests` package importable.
+sys.path.insert(0, os.fspath(Path(__file__).resolve().parents[2]))
+from tests.peers.gst_serve import leave, serve  # noqa: E402
 
 MOUNT = "/replay"
 SIZE = (320, 240)
@@ -126,36 +130,10 @@ def main(argv: list[str]) -> int:
         factory.set_media_gtype(GstRtspServer.RTSPOnvifMedia)
         factory.set_replay_support(True)
         server.get_mount_points().add_factory(MOUNT, factory)
-        loop = GLib.MainLoop()
-        if server.attach(None) == 0:
-            print(f"gst_onvif_server: cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
+        info = {"mount": MOUNT, "frames": frames}
+        if not serve(server, info, args.port):
             return 1
-
-        def quit_loop(*_args: object) -> bool:
-            loop.quit()
-            return False
-
-        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, quit_loop)
-        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, quit_loop)
-
-        def on_stdin(channel: Any, condition: Any) -> bool:
-            # Any input is ignored; end of file (the parent went away) or a hangup stops the peer.
-            if condition & (GLib.IO_HUP | GLib.IO_ERR) or not os.read(channel.unix_get_fd(), 4096):
-                loop.quit()
-                return False
-            return True
-
-        stdin = GLib.IOChannel.unix_new(sys.stdin.fileno())
-        GLib.io_add_watch(
-            stdin, GLib.PRIORITY_DEFAULT, GLib.IO_IN | GLib.IO_HUP | GLib.IO_ERR, on_stdin
-        )
-        info = {"port": server.get_bound_port(), "mount": MOUNT, "frames": frames}
-        print(json.dumps(info), flush=True)
-        loop.run()
-    # Leave without Python's finalization: it tears down GObject wrappers while GStreamer's
-    # streaming threads still run, which segfaults now and then (see gst_rtsp_server.py).
-    sys.stdout.flush()
-    os._exit(0)
+    leave()
 
 
 if __name__ == "__main__":

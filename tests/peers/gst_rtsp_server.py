@@ -12,16 +12,16 @@ Audio is AAC (avenc_aac or voaacenc + rtpmp4gpay) when an encoder exists, else P
 
 Once listening it prints one JSON line on stdout: {"port": N, "mounts": [...], "audio": "..."}
 and serves until stdin reaches end of file or SIGTERM/SIGINT arrives. This file must stay
-runnable by /usr/bin/python3 with only python3-gi: it imports nothing from the repository.
+runnable by /usr/bin/python3 with only python3-gi: it imports nothing from the repository but
+gst_serve.py beside it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import gi
@@ -30,6 +30,10 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+
+# Run as a script by the system Python: make the repository's `tests` package importable.
+sys.path.insert(0, os.fspath(Path(__file__).resolve().parents[2]))
+from tests.peers.gst_serve import leave, serve  # noqa: E402
 
 #: Sender reports every 0.5 s instead of rtpbin's 5 s so short tests see one within a second.
 RTCP_MIN_INTERVAL_NS = 500_000_000
@@ -159,42 +163,15 @@ def main(argv: list[str]) -> int:
     Gst.init(None)
     server, names, audio_codec = _build_server(args)
     server.set_session_pool(GstRtspServer.RTSPSessionPool())
-    loop = GLib.MainLoop()
-    if server.attach(None) == 0:
-        print(f"gst_rtsp_server: cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
-        return 1
-
-    def quit_loop(*_args: object) -> bool:
-        loop.quit()
-        return False
-
-    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, quit_loop)
-    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, quit_loop)
-
-    def on_stdin(channel: Any, condition: Any) -> bool:
-        # Any input is ignored; end of file (the parent went away) or a hangup stops the peer.
-        if condition & (GLib.IO_HUP | GLib.IO_ERR) or not os.read(channel.unix_get_fd(), 4096):
-            loop.quit()
-            return False
-        return True
-
-    stdin = GLib.IOChannel.unix_new(sys.stdin.fileno())
-    GLib.io_add_watch(
-        stdin, GLib.PRIORITY_DEFAULT, GLib.IO_IN | GLib.IO_HUP | GLib.IO_ERR, on_stdin
-    )
 
     def expire_sessions() -> bool:
         server.get_session_pool().cleanup()
         return True
 
     GLib.timeout_add_seconds(2, expire_sessions)
-    info = {"port": server.get_bound_port(), "mounts": names, "audio": audio_codec}
-    print(json.dumps(info), flush=True)
-    loop.run()
-    # Leave without Python's finalization: it tears down GObject wrappers while GStreamer's
-    # streaming threads still run, which segfaults now and then (measured: ~1 exit in 25).
-    sys.stdout.flush()
-    os._exit(0)
+    if not serve(server, {"mounts": names, "audio": audio_codec}, args.port):
+        return 1
+    leave()
 
 
 if __name__ == "__main__":

@@ -164,12 +164,24 @@ def default_signer(data_dir: Path) -> Signer:
     return signer
 
 
-def _create_default(folder: Path, key_path: Path, cert_path: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=DEFAULT_KEY_BITS)
+def self_signed_signer(
+    common_name: str,
+    *,
+    key_bits: int = DEFAULT_KEY_BITS,
+    days: int = DEFAULT_CERT_DAYS,
+    not_before: _dt.datetime | None = None,
+) -> Signer:
+    """A new RSA key with a self-signed certificate marked untrusted, valid from `not_before`
+    (default: five minutes ago) until `days` from now.
+
+    It is what `default_signer` stores once per installation; benchmarks and tests use it for
+    throwaway keys (a smaller `key_bits` makes them faster to create, an early `not_before`
+    covers footage recorded at a fake clock's time).
+    """
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_bits)
     name = x509.Name(
         [
-            x509.NameAttribute(NameOID.COMMON_NAME, f"Custos exporter {socket.gethostname()}"[:64]),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]),
             x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "self-signed, untrusted"),
         ]
     )
@@ -180,17 +192,26 @@ def _create_default(folder: Path, key_path: Path, cert_path: Path) -> None:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _dt.timedelta(minutes=5))
-        .not_valid_after(now + _dt.timedelta(days=DEFAULT_CERT_DAYS))
+        .not_valid_before(not_before or now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=days))
         .add_extension(
             x509.KeyUsage(True, True, False, False, False, False, False, False, False), True
         )
         .sign(key, hashes.SHA256())
     )
-    key_pem = key.private_bytes(
+    return Signer(key, cert.public_bytes(serialization.Encoding.DER))
+
+
+def _create_default(folder: Path, key_path: Path, cert_path: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    signer = self_signed_signer(f"Custos exporter {socket.gethostname()}")
+    key_pem = signer.key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
+    )
+    cert_pem = x509.load_der_x509_certificate(signer.cert_der).public_bytes(
+        serialization.Encoding.PEM
     )
     # Write both under temporary names, then rename: a crash leaves no half-made key pair.
     tmp_key, tmp_cert = folder / ".key.pem.tmp", folder / ".cert.pem.tmp"
@@ -200,7 +221,7 @@ def _create_default(folder: Path, key_path: Path, cert_path: Path) -> None:
         f.write(key_pem)
         f.flush()
         os.fsync(f.fileno())
-    tmp_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    tmp_cert.write_bytes(cert_pem)
     os.replace(tmp_cert, cert_path)
     os.replace(tmp_key, key_path)
     logger.warning("created a %s in %s", UNTRUSTED_LABEL, folder)

@@ -107,15 +107,24 @@ class _Target:
     remainder: str
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Call:
+    """One request with what the checks found out about it: the arguments of every handler."""
+
+    connection: RtspConnection
+    request: RtspRequest
+    target: _Target
+    username: str | None
+    session: RtspSession | None
+
+
 class _Unauthorized(Exception):
     def __init__(self, stale: bool) -> None:
         super().__init__("unauthorized")
         self.stale = stale
 
 
-_Handler = Callable[
-    [RtspConnection, RtspRequest, _Target, str | None, RtspSession | None], Awaitable[Reply]
-]
+_Handler = Callable[[_Call], Awaitable[Reply]]
 _T = TypeVar("_T")
 
 
@@ -175,7 +184,7 @@ class Dispatcher:
         session = self._session_of(request, target, username)
         if session is not None and method != "TEARDOWN":
             session.touch()
-        return await handler(connection, request, target, username, session)
+        return await handler(_Call(connection, request, target, username, session))
 
     @staticmethod
     def _log_refusal(request: RtspRequest, status: int, message: str) -> None:
@@ -264,44 +273,25 @@ class Dispatcher:
         return session
 
     # ------------------------------------------------------------------ methods
-    async def _options(
-        self,
-        connection: RtspConnection,
-        request: RtspRequest,
-        target: _Target,
-        username: str | None,
-        session: RtspSession | None,
-    ) -> Reply:
+    async def _options(self, call: _Call) -> Reply:
         headers = [("Public", _PUBLIC)]
-        if session is not None:
-            headers.append(("Session", self._session_value(session)))
-        return Reply(make_response(request, 200, headers=headers))
+        if call.session is not None:
+            headers.append(("Session", self._session_value(call.session)))
+        return _ok(call, headers)
 
-    async def _describe(
-        self,
-        connection: RtspConnection,
-        request: RtspRequest,
-        target: _Target,
-        username: str | None,
-        session: RtspSession | None,
-    ) -> Reply:
+    async def _describe(self, call: _Call) -> Reply:
+        target = call.target
         resource = self._require_resource(target)
         if target.remainder:
             raise RtspStatusError(404, f"DESCRIBE of a track URL (/{target.remainder[:80]})")
-        description = await resource.describe(self._context(connection, request, target, username))
+        description = await resource.describe(_context(call))
         headers = [("Content-Type", "application/sdp"), ("Content-Base", target.base_url)]
-        return Reply(make_response(request, 200, headers=headers, body=description.sdp.to_bytes()))
+        return _ok(call, headers, body=description.sdp.to_bytes())
 
-    async def _setup(
-        self,
-        connection: RtspConnection,
-        request: RtspRequest,
-        target: _Target,
-        username: str | None,
-        session: RtspSession | None,
-    ) -> Reply:
+    async def _setup(self, call: _Call) -> Reply:
+        connection, target, session = call.connection, call.target, call.session
         resource = self._require_resource(target)
-        context = self._context(connection, request, target, username)
+        context = _context(call)
         if session is not None:
             description = session.description
         else:
@@ -309,12 +299,12 @@ class Dispatcher:
         index = self._setup_track(description, target)
         if session is not None and session.state is SessionState.PLAYING:
             raise RtspStatusError(455, "SETUP while playing: PAUSE first")
-        spec = _choose_transport(request)
+        spec = _choose_transport(call.request)
         created = session is None
         if session is None:
             assert target.mount is not None
             session = self._server.create_session(
-                connection, target.mount, resource, description, context, username
+                connection, target.mount, resource, description, context, call.username
             )
         try:
             reply_spec = await self._open_track(connection, session, index, spec)
@@ -323,20 +313,11 @@ class Dispatcher:
                 await self._server.close_session(session, "SETUP failed")
             raise
         headers = [("Transport", reply_spec.to_header()), ("Session", self._session_value(session))]
-        return Reply(make_response(request, 200, headers=headers))
+        return _ok(call, headers)
 
-    async def _play(
-        self,
-        connection: RtspConnection,
-        request: RtspRequest,
-        target: _Target,
-        username: str | None,
-        session: RtspSession | None,
-    ) -> Reply:
-        session = self._require_session(session)
-        self._check_aggregate(session, target)
-        play = _play_request(request, session)
-        result = await session.play(play)
+    async def _play(self, call: _Call) -> Reply:
+        session = self._aggregate_session(call)
+        result = await session.play(_play_request(call.request, session))
         headers = [("Session", self._session_value(session))]
         if result.range is not None:
             headers.append(("Range", result.range.to_header()))
@@ -345,69 +326,37 @@ class Dispatcher:
             rtptime = result.rtptimes.get(index)
             if rtptime is None and not sender.timeline_fixed:
                 rtptime = sender.initial_rtptime
-            url = target.base_url + sender.track.control
+            url = call.target.base_url + sender.track.control
             infos.append(RtpInfo(url, sender.next_seq, rtptime))
         headers.append(("RTP-Info", format_rtp_info(infos)))
         headers.extend(result.headers)
-        return Reply(make_response(request, 200, headers=headers), after=session.start_run)
+        return _ok(call, headers, after=session.start_run)
 
-    async def _pause(
-        self,
-        connection: RtspConnection,
-        request: RtspRequest,
-        target: _Target,
-        username: str | None,
-        session: RtspSession | None,
-    ) -> Reply:
-        session = self._require_session(session)
-        self._check_aggregate(session, target)
+    async def _pause(self, call: _Call) -> Reply:
+        session = self._aggregate_session(call)
         await session.pause()
-        headers = [("Session", self._session_value(session))]
-        return Reply(make_response(request, 200, headers=headers))
+        return _ok(call, [("Session", self._session_value(session))])
 
-    async def _teardown(
-        self,
-        connection: RtspConnection,
-        request: RtspRequest,
-        target: _Target,
-        username: str | None,
-        session: RtspSession | None,
-    ) -> Reply:
-        session = self._require_session(session)
+    async def _teardown(self, call: _Call) -> Reply:
+        session = self._require_session(call.session)
         await self._server.close_session(session, "TEARDOWN")
-        return Reply(make_response(request, 200, headers=[("Session", session.id)]))
+        return _ok(call, [("Session", session.id)])
 
-    async def _parameter(
-        self,
-        connection: RtspConnection,
-        request: RtspRequest,
-        target: _Target,
-        username: str | None,
-        session: RtspSession | None,
-    ) -> Reply:
+    async def _parameter(self, call: _Call) -> Reply:
         # An empty GET_PARAMETER/SET_PARAMETER is the usual keepalive; no parameters are
         # defined by this core, so any named parameter is not understood.
+        request, session = call.request, call.session
         if request.body.strip():
             raise RtspStatusError(451, f"{request.method} parameters are not supported")
         headers = [] if session is None else [("Session", self._session_value(session))]
-        return Reply(make_response(request, 200, headers=headers))
+        return _ok(call, headers)
 
     # ------------------------------------------------------------------ helpers
-    def _context(
-        self,
-        connection: RtspConnection,
-        request: RtspRequest,
-        target: _Target,
-        username: str | None,
-    ) -> RequestContext:
-        return RequestContext(
-            request=request,
-            base_url=target.base_url,
-            mount=target.mount or "",
-            username=username,
-            peer_host=connection.peer_host,
-            server_host=connection.local_host,
-        )
+    def _aggregate_session(self, call: _Call) -> RtspSession:
+        """The session PLAY or PAUSE controls, addressed by its aggregate (or only track) URL."""
+        session = self._require_session(call.session)
+        self._check_aggregate(session, call.target)
+        return session
 
     def _session_value(self, session: RtspSession) -> str:
         return SessionHeader(session.id, session.timeout_s).to_header()
@@ -541,6 +490,29 @@ def _play_request(request: RtspRequest, session: RtspSession) -> PlayRequest:
         immediate=_opt(value("Immediate"), parse_immediate),
         require=parse_feature_tags(require) if require else (),
         tracks=tuple(session.senders),
+    )
+
+
+def _ok(
+    call: _Call,
+    headers: list[tuple[str, str]],
+    *,
+    body: bytes = b"",
+    after: Callable[[], None] | None = None,
+) -> Reply:
+    return Reply(make_response(call.request, 200, headers=headers, body=body), after=after)
+
+
+def _context(call: _Call) -> RequestContext:
+    """What a resource is told about the request it serves."""
+    connection, target = call.connection, call.target
+    return RequestContext(
+        request=call.request,
+        base_url=target.base_url,
+        mount=target.mount or "",
+        username=call.username,
+        peer_host=connection.peer_host,
+        server_host=connection.local_host,
     )
 
 

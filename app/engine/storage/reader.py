@@ -100,29 +100,29 @@ class StoreReader:
         return jobs.get_job(self._conn, token)
 
     def evidence_locks(self, recording: str | None = None) -> list[EvidenceLock]:
+        where, args = self._of_recording(recording)
         sql = (
             "SELECT l.id, r.token, l.start_ns, l.end_ns, l.reason, l.created_ns "
-            "FROM evidence_lock l JOIN recording r ON r.id = l.recording_id"
+            f"FROM evidence_lock l JOIN recording r ON r.id = l.recording_id{where} ORDER BY l.id"
         )
-        args: tuple[object, ...] = ()
-        if recording is not None:
-            sql += " WHERE r.id = ?"
-            args = (tokens.recording_id(self._conn, recording),)
-        return [EvidenceLock(*row) for row in self._conn.execute(sql + " ORDER BY l.id", args)]
+        return [EvidenceLock(*row) for row in self._conn.execute(sql, args)]
+
+    def _of_recording(self, recording: str | None) -> tuple[str, tuple[object, ...]]:
+        """A constant WHERE clause keeping one recording (aliased r), and its arguments."""
+        if recording is None:
+            return "", ()
+        return " WHERE r.id = ?", (tokens.recording_id(self._conn, recording),)
 
     # ---------------------------------------------------------------- extents
 
     def track_media(self, recording: str | None = None) -> list[TrackMedia]:
         """Extent, counts and slices of every track (of one recording, or of all)."""
+        where, args = self._of_recording(recording)
         sql = (
             "SELECT r.token, t.token, t.kind, t.id FROM track t JOIN recording r "
-            "ON r.id = t.recording_id"
+            f"ON r.id = t.recording_id{where} ORDER BY r.id, t.id"
         )
-        args: tuple[object, ...] = ()
-        if recording is not None:
-            sql += " WHERE r.id = ?"
-            args = (tokens.recording_id(self._conn, recording),)
-        tracks = self._conn.execute(sql + " ORDER BY r.id, t.id", args).fetchall()
+        tracks = self._conn.execute(sql, args).fetchall()
         return [self._track_media(rec, tok, TrackKind(kind), tid) for rec, tok, kind, tid in tracks]
 
     def _track_media(

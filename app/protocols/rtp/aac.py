@@ -20,6 +20,7 @@ from app.protocols.rtp.codec import (
     PayloadChunk,
 )
 from app.protocols.rtp.packet import RtpPacket
+from app.protocols.rtp.reassembly import FragmentReassembler
 
 #: AAC-hbr field widths in bits (RFC 3640 §3.3.6: sizeLength, indexLength, indexDeltaLength).
 HBR_SIZE_LENGTH = 13
@@ -203,7 +204,7 @@ class _Fragments:
     received: int
 
 
-class AacDepacketizer:
+class AacDepacketizer(FragmentReassembler[_Fragments]):
     """RFC 3640 packets -> raw AAC access units (every AU is a keyframe).
 
     `frame_length` is in RTP clock units; by default it comes from `params.audio_config`
@@ -222,50 +223,19 @@ class AacDepacketizer:
     ) -> None:
         if params.codec is not Codec.AAC:
             raise ConfigError(f"AacDepacketizer cannot handle codec {params.codec}")
+        super().__init__()
         self.params = params
-        self.lost_units = 0
         self.layout = AuHeaderLayout(size_length, index_length, index_delta_length)
         self.frame_length = _frame_duration(params, frame_length)
-        self._fragments: _Fragments | None = None
-        #: Timestamp of an AU already counted lost whose remaining fragments are skipped.
-        self._skip_ts: int | None = None
 
-    def push(self, packet: RtpPacket) -> list[DepacketizedUnit]:
-        pending = self._fragments
-        if pending is not None and (
-            packet.timestamp != pending.timestamp or packet.sequence != pending.next_sequence
-        ):
-            self._lose(pending.timestamp, marker=False)
-        if self._skip_ts is not None and self._skip_ts != packet.timestamp:
-            self._skip_ts = None
-        if self._skip_ts is not None:
-            if packet.marker:
-                self._skip_ts = None
-            return []
-        try:
-            return self._accept(packet)
-        except AacPayloadError:
-            self._lose(packet.timestamp, packet.marker)
-            raise
-
-    def flush(self) -> list[DepacketizedUnit]:
-        """An AU still missing fragments at the end of the stream is lost."""
-        if self._fragments is not None:
-            self._fragments = None
-            self.lost_units += 1
-        self._skip_ts = None
-        return []
-
-    def _lose(self, timestamp: int, marker: bool) -> None:
-        self._fragments = None
-        self.lost_units += 1
-        self._skip_ts = None if marker else timestamp
+    def _continues(self, pending: _Fragments, packet: RtpPacket) -> bool:
+        return packet.timestamp == pending.timestamp and packet.sequence == pending.next_sequence
 
     def _accept(self, packet: RtpPacket) -> list[DepacketizedUnit]:
         payload = packet.payload
         headers, data_start = self._parse_headers(payload)
         available = len(payload) - data_start
-        pending = self._fragments
+        pending = self._pending
         if pending is not None:
             return self._continue(pending, packet, headers, payload[data_start:])
         if len(headers) == 1 and headers[0][0] > available:
@@ -273,7 +243,7 @@ class AacDepacketizer:
                 raise AacPayloadError(
                     f"AAC AU of {headers[0][0]} bytes has only {available} in its last packet"
                 )
-            self._fragments = _Fragments(
+            self._pending = _Fragments(
                 packet.timestamp,
                 headers[0][0],
                 (packet.sequence + 1) & 0xFFFF,
@@ -314,7 +284,7 @@ class AacDepacketizer:
         pending.parts.append(data)
         pending.next_sequence = (pending.next_sequence + 1) & 0xFFFF
         if pending.received == pending.au_size:  # complete, even if a sender forgot the marker
-            self._fragments = None
+            self._pending = None
             return [DepacketizedUnit(b"".join(pending.parts), pending.timestamp, keyframe=True)]
         if packet.marker:  # a middle fragment went missing without a sequence gap
             self._lose(pending.timestamp, marker=True)

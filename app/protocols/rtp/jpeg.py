@@ -25,6 +25,7 @@ from app.protocols.rtp.codec import (
     PayloadChunk,
 )
 from app.protocols.rtp.packet import RtpPacket
+from app.protocols.rtp.reassembly import FragmentReassembler
 
 #: Largest JPEG image reassembled or packetized (a 4K MJPEG frame is well below 2 MiB).
 MAX_FRAME_BYTES = 8 * 1024 * 1024
@@ -234,7 +235,7 @@ class _Frame:
     size: int = 0
 
 
-class JpegDepacketizer:
+class JpegDepacketizer(FragmentReassembler[_Frame]):
     """Reassembles RFC 2435 frames into complete JFIF images; every image is a keyframe.
 
     Fragments must arrive with contiguous offsets; a frame with a gap, a missing first or last
@@ -244,52 +245,19 @@ class JpegDepacketizer:
     def __init__(self, params: CodecParams) -> None:
         if params.codec is not Codec.JPEG:
             raise ConfigError(f"JpegDepacketizer cannot handle codec {params.codec}")
+        super().__init__()
         self.params = params
-        self.lost_units = 0
-        self._frame: _Frame | None = None
-        #: Timestamp of a frame already counted lost whose remaining packets are skipped.
-        self._skip_ts: int | None = None
         #: In-band tables of Q 128..254, which later frames may refer to with length 0.
         self._known_tables: dict[int, tuple[bytes, bytes]] = {}
 
-    def push(self, packet: RtpPacket) -> list[DepacketizedUnit]:
-        ts = packet.timestamp
-        if self._frame is not None and self._frame.timestamp != ts:
-            self._frame = None  # its marker packet never came
-            self.lost_units += 1
-        if self._skip_ts is not None and self._skip_ts != ts:
-            self._skip_ts = None
-        if self._skip_ts is not None:
-            if packet.marker:
-                self._skip_ts = None
-            return []
-        try:
-            return self._accept(packet)
-        except JpegPayloadError:
-            self._lose(ts, packet.marker)
-            raise
-
-    def flush(self) -> list[DepacketizedUnit]:
-        """A frame still open at the end of the stream never got its marker: it is lost."""
-        if self._frame is not None:
-            self._frame = None
-            self.lost_units += 1
-        self._skip_ts = None
-        return []
-
-    def _lose(self, ts: int, marker: bool) -> None:
-        self._frame = None
-        self.lost_units += 1
-        self._skip_ts = None if marker else ts
-
     def _accept(self, packet: RtpPacket) -> list[DepacketizedUnit]:
         fragment = _parse_fragment(packet.payload)
-        frame = self._frame
+        frame = self._pending
         if frame is None:
             if fragment.offset != 0:  # the first packet was lost
                 self._lose(packet.timestamp, packet.marker)
                 return []
-            frame = self._frame = self._start(packet.timestamp, fragment)
+            frame = self._pending = self._start(packet.timestamp, fragment)
         elif fragment.offset != frame.size:
             self._lose(packet.timestamp, packet.marker)
             return []
@@ -301,7 +269,7 @@ class JpegDepacketizer:
         frame.size += len(fragment.data)
         if not packet.marker:
             return []
-        self._frame = None
+        self._pending = None
         return [self._finish(frame)]
 
     def _start(self, ts: int, fragment: _Fragment) -> _Frame:

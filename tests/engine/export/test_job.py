@@ -14,9 +14,6 @@ from typing import Any
 import av
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from app.core.errors import ConfigError, ConflictError, LimitError, NotFoundError
 from app.core.media import AccessUnit, Codec, TimeSource, TrackKind
@@ -30,7 +27,7 @@ from app.engine.export import (
     job,
     parts,
 )
-from app.engine.export.keys import Signer
+from app.engine.export.keys import self_signed_signer
 from app.engine.storage import RecordingConfig, Store, StoredFrame, StoreOptions
 from app.formats.bmff import box as bx
 from app.formats.bmff.mp4 import to_ticks
@@ -304,25 +301,7 @@ async def test_refusals(store: Store, tmp_path: Path, monkeypatch: pytest.Monkey
     assert list((tmp_path / "small" / "out").iterdir()) == []
 
 
-def make_signer() -> Signer:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Custos test exporter")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=3650))
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, True, False, False, False, True, False, False, False), True
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return Signer(key=key, cert_der=cert.public_bytes(serialization.Encoding.DER))
+CERT_START = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
 
 
 async def test_signed_parts_verify(
@@ -331,7 +310,8 @@ async def test_signed_parts_verify(
     walls = await record(store, frames=40, audio=True)
     monkeypatch.setattr(job, "MIN_PART_SIZE_LIMIT", 1)
     monkeypatch.setattr(job, "META_RESERVE_BYTES", 8192)
-    signer = make_signer()
+    # Valid long before the footage's fake-clock time, so a pinned certificate is trusted.
+    signer = self_signed_signer("Custos test exporter", key_bits=2048, not_before=CERT_START)
     size = sum(len(u.data) for u in streams.video(Codec.H264, 40).units)
     result = await run_export(
         store, request(tmp_path, part_size_limit=size, signer=signer, note="case 17")

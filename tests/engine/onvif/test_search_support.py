@@ -1,9 +1,7 @@
 """Shared set-up of the Recording Search service tests (no tests here): footage, server, client.
 
-The store holds recorded footage written through the storage writer as the recorder does:
-  "Gate": video 0–3.96 s and 8–11.96 s (a gap between two runs), audio from 10 ms to ~3 s;
-  "Yard": video 2–5.96 s; "Empty": no data at all.
-Times are relative to T0 (2026-01-01T00:00:00Z); the engine's "now" is one hour later.
+The store holds the footage of tests/engine/search/footage.py (without Yard's restart run);
+the engine's "now" is one hour after T0.
 """
 
 from __future__ import annotations
@@ -17,52 +15,25 @@ from typing import Any
 import pytest
 import zeep.exceptions
 
-from app.core.time import NS_PER_MS, NS_PER_SECOND, FakeClock, format_iso
+from app.core.time import FakeClock, format_iso
 from app.engine.onvif.search import SearchService
 from app.engine.search import SearchSessions
-from app.engine.storage import RecordingConfig, Store, StoreOptions
+from app.engine.storage import Store
 from tests.engine.onvif.harness import ACCOUNTS, Served, serve
-from tests.engine.storage.helpers import AAC, FRAME_NS, H264, T0, audio, video
+from tests.engine.search.footage import GATE_AUDIO_FRAMES as GATE_AUDIO_FRAMES
+from tests.engine.search.footage import GATE_AUDIO_T0 as GATE_AUDIO_T0
+from tests.engine.search.footage import OPTIONS, populate
+from tests.engine.search.footage import RUN_END as RUN_END
+from tests.engine.search.footage import S as S
+from tests.engine.storage.helpers import T0
 from tests.peers.onvif_zeep import validated_service
 
-S = NS_PER_SECOND
 NOW = T0 + 3600 * S
-OPTIONS = StoreOptions(segment_max_duration_ns=2 * S, flush_interval_s=0.05)
-#: (offset from T0, frames) of each video run; every run ends with a gap.
-GATE_VIDEO = ((0, 100), (8 * S, 100))
-YARD_VIDEO = ((2 * S, 100),)
-GATE_AUDIO_T0 = T0 + 10 * NS_PER_MS
-GATE_AUDIO_FRAMES = 140
-#: Last frame of a 100-frame video run, after its first.
-RUN_END = 99 * FRAME_NS
 
 
 def iso(offset_ns: int) -> str:
     """The wire form of T0 + offset (GEN-08: UTC, 'Z', milliseconds)."""
     return format_iso(T0 + offset_ns)
-
-
-async def populate(data_dir: Path, clock: FakeClock) -> None:
-    async with Store(data_dir, clock=clock, options=OPTIONS) as store:
-        await store.create_recording(
-            RecordingConfig(source_id="urn:cam:gate", name="Gate", location="North"), token="Gate"
-        )
-        await store.create_recording(
-            RecordingConfig(source_id="urn:cam:yard", name="Yard", content="yard cam"),
-            token="Yard",
-        )
-        await store.create_recording(RecordingConfig(name="Empty"), token="Empty")
-        writer = await store.open_writer("Gate", "AUDIO001")
-        for i in range(GATE_AUDIO_FRAMES):
-            writer.append(audio(i, t0=GATE_AUDIO_T0), AAC)
-        await writer.close()
-        for token, runs in (("Gate", GATE_VIDEO), ("Yard", YARD_VIDEO)):
-            writer = await store.open_writer(token, "VIDEO001")
-            for offset, frames in runs:
-                for i in range(frames):
-                    writer.append(video(i, t0=T0 + offset), H264)
-                writer.end_run("gap")
-            await writer.close()
 
 
 @dataclasses.dataclass
