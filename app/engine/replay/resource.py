@@ -29,6 +29,7 @@ from app.engine.replay.walk import (
     FrameFilter,
     ReplayTrack,
     TrackCursor,
+    closing,
     walk_forward,
     walk_reverse,
 )
@@ -263,15 +264,10 @@ class ReplayProducer:
 
     async def _first_frame_from(self, track: ReplayTrack, plan: PlayPlan) -> FrameRef | None:
         store, recording = self._store, self._resource.recording_token
-        frames = store.frames(recording, track.token, plan.start_ns, _end_excl(plan), page=1)
-        try:
+        reads = store.frames(recording, track.token, plan.start_ns, _end_excl(plan), page=1)
+        async with closing(reads) as frames:
             async for ref in frames:
                 return ref
-        finally:
-            # Close the store's generator now rather than whenever it is collected.
-            aclose = getattr(frames, "aclose", None)
-            if aclose is not None:
-                await aclose()
         return None
 
     def _deliveries(self, plan: PlayPlan, key: FrameRef) -> AsyncIterator[Delivery]:

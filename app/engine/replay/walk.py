@@ -10,8 +10,10 @@ the last to the first, the frames of each GOP in forward order.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from app.core.errors import ProtocolError
 from app.core.media import Codec, TrackKind
@@ -174,20 +176,29 @@ async def read_after(
 ) -> list[StoredFrame]:
     """Up to `limit` frames in [start_ns, end_excl) whose (wall_ns, id) key follows `after`."""
     page: list[StoredFrame] = []
-    frames = store.read_frames(recording, track, start_ns, end_excl, page=min(limit, PAGE_FRAMES))
-    try:
+    reads = store.read_frames(recording, track, start_ns, end_excl, page=min(limit, PAGE_FRAMES))
+    async with closing(reads) as frames:
         async for frame in frames:
             if after is not None and (frame.ref.wall_ns, frame.ref.id) <= after:
                 continue
             page.append(frame)
             if len(page) >= limit:
                 break
+    return page
+
+
+_Item = TypeVar("_Item")
+
+
+@contextlib.asynccontextmanager
+async def closing(reads: AsyncIterator[_Item]) -> AsyncIterator[AsyncIterator[_Item]]:
+    """`reads`, closed on exit: a store read ends now, not whenever its generator is collected."""
+    try:
+        yield reads
     finally:
-        # Close the store's generator now rather than whenever it is collected.
-        aclose = getattr(frames, "aclose", None)
+        aclose = getattr(reads, "aclose", None)  # test doubles may hand out plain iterators
         if aclose is not None:
             await aclose()
-    return page
 
 
 async def walk_forward(
