@@ -38,9 +38,10 @@ from app.protocols.onvif.wsdl import (
     Catalog,
     catalog,
 )
+from app.remote.http import Credentials
 from app.remote.onvif import models as m
 from app.remote.onvif.errors import OnvifError, OnvifFault
-from app.remote.onvif.transport import AuthMode, Credentials, SoapTransport
+from app.remote.onvif.transport import AuthMode, SoapTransport
 
 log = logging.getLogger(__name__)
 

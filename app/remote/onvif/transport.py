@@ -1,10 +1,12 @@
 """SOAP 1.2 over HTTP for the ONVIF client: Digest and UsernameToken auth, faults, device quirks.
 
 One `SoapTransport` per device. HTTP Digest (PF-12): the first protected request is answered
-401 with a challenge; the transport answers it, keeps the nonce and increments `nc` on every
-later request (no second round trip), and retries once with a fresh nonce on `stale=true` (or
-when a device silently drops a nonce). WS-UsernameToken (PF-13): a fresh 16-byte nonce per
-request and Created from the device's clock (`clock_offset_ns`, set from GetSystemDateAndTime).
+401 with a challenge; the transport answers it and keeps the nonce in a pool of Digest sessions
+(app/remote/http.py: one per request in flight, so concurrent requests never reach the device
+with a lower `nc` than one it has seen), so later requests need no second round trip; it retries
+once with a fresh nonce on `stale=true` (or when a device silently drops a nonce).
+WS-UsernameToken (PF-13): a fresh 16-byte nonce per request and Created from the device's
+clock (`clock_offset_ns`, set from GetSystemDateAndTime).
 
 Quirks tolerated: a fault body with HTTP 200, 400 or 500 (PF-11), `text/xml` or no content type,
 fault subcodes with any prefix (resolved to QNames).
@@ -13,7 +15,6 @@ fault subcodes with any prefix (resolved to QNames).
 from __future__ import annotations
 
 import base64
-import dataclasses
 import logging
 import secrets
 from typing import Literal
@@ -23,8 +24,8 @@ import aiohttp
 from lxml import etree
 
 from app.core.time import Clock, SystemClock, format_iso
-from app.protocols.rtsp.auth import DigestChallenge, digest_authorization, select_challenge
 from app.protocols.soap.wsse import PASSWORD_DIGEST, password_digest
+from app.remote.http import Credentials, DigestPool, read_bounded
 from app.remote.onvif.errors import (
     NS_SOAP12,
     OnvifAuthError,
@@ -52,18 +53,6 @@ _NONCE_ENCODING = (
 AuthMode = Literal["digest", "wsse", "both"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Credentials:
-    user: str
-    password: str = dataclasses.field(repr=False)
-
-
-@dataclasses.dataclass
-class _DigestSession:
-    challenge: DigestChallenge
-    nc: int = 0
-
-
 class SoapTransport:
     """Posts SOAP 1.2 envelopes to one device and returns the answer's Envelope element."""
 
@@ -79,7 +68,7 @@ class SoapTransport:
         self._credentials = credentials
         self._auth = auth
         self._clock = clock or SystemClock()
-        self._digest: _DigestSession | None = None
+        self._digests = DigestPool()
         #: device clock minus ours, for UsernameToken Created (PF-13).
         self.clock_offset_ns = 0
         #: Round trips made, for tests and diagnostics.
@@ -102,38 +91,25 @@ class SoapTransport:
         use_digest = creds is not None and self._auth in ("digest", "both")
         content_type = f'application/soap+xml; charset=utf-8; action="{action}"'
         timeout = aiohttp.ClientTimeout(total=timeout_s)
+        digest = self._digests.take() if use_digest else None
         retried = False
         while True:
             headers = {"Content-Type": content_type}
-            if use_digest and creds is not None and self._digest is not None:
-                headers["Authorization"] = self._authorization(url, creds)
+            if creds is not None and digest is not None:
+                headers["Authorization"] = digest.authorization("POST", _request_uri(url), creds)
             status, data, challenges = await self._send(url, body, headers, timeout)
             if status == 401 and use_digest and not retried:
-                challenge = select_challenge(challenges)
-                if challenge is not None:
+                fresh = DigestPool.answer(challenges)
+                if fresh is not None:
                     # A first challenge, a stale nonce, or a nonce the device forgot: answer once.
-                    self._digest = _DigestSession(challenge)
-                    retried = True
+                    digest, retried = fresh, True
                     continue
             break
         if status == 401:
             user = creds.user if creds else "anonymous"
             raise OnvifAuthError(f"{url} refused the credentials of {user!r} (HTTP 401)")
+        self._digests.give(digest)
         return _answer(url, status, data)
-
-    def _authorization(self, url: str, creds: Credentials) -> str:
-        assert self._digest is not None
-        self._digest.nc += 1
-        parts = urlsplit(url)
-        uri = parts.path + (f"?{parts.query}" if parts.query else "")
-        return digest_authorization(
-            self._digest.challenge,
-            "POST",
-            uri or "/",
-            creds.user,
-            creds.password,
-            nc=self._digest.nc,
-        )
 
     async def _send(
         self, url: str, body: bytes, headers: dict[str, str], limit: aiohttp.ClientTimeout
@@ -141,16 +117,20 @@ class SoapTransport:
         self.requests += 1
         try:
             async with self._session.post(url, data=body, headers=headers, timeout=limit) as resp:
-                if resp.content_length is not None and resp.content_length > MAX_RESPONSE_BYTES:
-                    raise OnvifError(f"{url} answered {resp.content_length} bytes; too large")
-                data = await resp.content.read(MAX_RESPONSE_BYTES + 1)
-                if len(data) > MAX_RESPONSE_BYTES:
-                    raise OnvifError(f"{url} answered more than {MAX_RESPONSE_BYTES} bytes")
+                data = await read_bounded(
+                    resp, MAX_RESPONSE_BYTES, lambda why: OnvifError(f"{url} {why}")
+                )
                 return resp.status, data, resp.headers.getall("WWW-Authenticate", [])
         except TimeoutError:
             raise OnvifError(f"{url} did not answer within {limit.total} s") from None
         except aiohttp.ClientError as exc:
             raise OnvifError(f"{url} unreachable: {exc}") from None
+
+
+def _request_uri(url: str) -> str:
+    """The request-target a Digest response signs: path and query of `url`."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def _add_username_token(envelope: etree._Element, creds: Credentials, device_now_ns: int) -> None:

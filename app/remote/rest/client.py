@@ -29,6 +29,7 @@ import aiohttp
 
 from app.core.errors import ConfigError
 from app.core.time import NS_PER_SECOND, format_iso
+from app.remote.http import Credentials
 from app.remote.rest import models as m
 from app.remote.rest.errors import (
     RestLimitError,
@@ -36,7 +37,7 @@ from app.remote.rest.errors import (
     RestNotSupportedError,
     RestProtocolError,
 )
-from app.remote.rest.transport import Credentials, RestTransport
+from app.remote.rest.transport import RestTransport
 from app.remote.rest.xml import Element, Fields, document, items
 
 #: Timeout of one request.

@@ -2,12 +2,12 @@
 and refusals (HTTP status + ResponseStatus) raised as the errors of errors.py.
 
 One `RestTransport` per device. The first protected request is answered 401 with a challenge;
-the transport answers it (RFC 7616 via app.protocols.rtsp.auth) and keeps the nonce in a small
-pool of Digest sessions. A session is used by one request at a time and increments `nc` on each
-use, so concurrent requests never send a nonce count lower than one the device has already seen
-(the engine refuses that as a replay). When the device sends a new challenge (`stale=true`, or a
-nonce it forgot), the request answers it once more. Basic is sent only when the connection is
-HTTPS and the device offers no Digest (AU-03); credentials are never logged nor put in messages.
+the transport answers it and keeps the nonce in a pool of Digest sessions (app/remote/http.py:
+one session per request in flight, so concurrent requests never send a nonce count lower than
+one the device has already seen, which the engine refuses as a replay). When the device sends a
+new challenge (`stale=true`, or a nonce it forgot), the request answers it once more. Basic is
+sent only when the connection is HTTPS and the device offers no Digest (AU-03); credentials are
+never logged nor put in messages.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import ssl
 import aiohttp
 from yarl import URL
 
-from app.protocols.rtsp.auth import DigestChallenge, digest_authorization, select_challenge
+from app.remote.http import Credentials, DigestPool, read_bounded
 from app.remote.rest.errors import (
     ResponseStatus,
     RestAuthError,
@@ -30,27 +30,9 @@ from app.remote.rest.errors import (
 from app.remote.rest.errors import refusal as refusal_error
 from app.remote.rest.xml import MAX_XML_RESPONSE_BYTES, Element, parse, response_status
 
-#: Idle Digest sessions kept per device (one per request that ran at the same time).
-MAX_IDLE_DIGEST_SESSIONS = 8
 #: Largest error body read to find a ResponseStatus in it.
 MAX_ERROR_BODY_BYTES = 64 * 1024
-#: Read size of response bodies; the size limit is checked after every chunk.
-READ_CHUNK_BYTES = 64 * 1024
 XML_CONTENT_TYPE = 'application/xml; charset="UTF-8"'
-
-
-@dataclasses.dataclass(frozen=True)
-class Credentials:
-    """User name and password of one device account; the password never appears in a repr."""
-
-    user: str
-    password: str = dataclasses.field(repr=False)
-
-
-@dataclasses.dataclass
-class _DigestSession:
-    challenge: DigestChallenge
-    nc: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,7 +60,7 @@ class RestTransport:
         self._credentials = credentials
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
-        self._idle: list[_DigestSession] = []
+        self._digests = DigestPool()
         self._basic = False
         #: Round trips made (401 challenges included), for tests and diagnostics.
         self.round_trips = 0
@@ -117,20 +99,20 @@ class RestTransport:
         """One request, answering the device's challenge as needed; 401 raises RestAuthError."""
         resource = f"{method} {path}"
         creds = self._credentials
-        digest = self._idle.pop() if self._idle else None
+        digest = self._digests.take()
         for attempt in range(2):
             headers = {"Content-Type": XML_CONTENT_TYPE} if body is not None else {}
             if creds is not None:
                 if digest is not None:
-                    headers["Authorization"] = self._digest(digest, method, path, creds)
+                    headers["Authorization"] = digest.authorization(method, path, creds)
                 elif self._basic:
                     headers["Authorization"] = _basic(creds)
             answer, challenges = await self._send(method, path, body, headers, max_bytes)
             if answer.status != 401 or creds is None or attempt == 1:
                 break
-            challenge = select_challenge(challenges)
-            if challenge is not None:
-                digest = _DigestSession(challenge)
+            fresh = DigestPool.answer(challenges)
+            if fresh is not None:
+                digest = fresh
             elif self.secure and any(c.lower().startswith("basic") for c in challenges):
                 digest, self._basic = None, True
             else:
@@ -141,15 +123,8 @@ class RestTransport:
             user = creds.user if creds is not None else None
             why = f"credentials of {user!r} refused" if user else "credentials required"
             raise RestAuthError(resource, 401, self._status_in(answer, resource), why)
-        if digest is not None and len(self._idle) < MAX_IDLE_DIGEST_SESSIONS:
-            self._idle.append(digest)
+        self._digests.give(digest)
         return answer
-
-    def _digest(self, digest: _DigestSession, method: str, path: str, creds: Credentials) -> str:
-        digest.nc += 1
-        return digest_authorization(
-            digest.challenge, method, path, creds.user, creds.password, nc=digest.nc
-        )
 
     async def _send(
         self,
@@ -173,19 +148,10 @@ class RestTransport:
                 ssl=self._ssl,
                 allow_redirects=False,
             ) as resp:
-                length = resp.content_length
-                if length is not None and length > max_bytes:
-                    raise RestLimitError(
-                        f"{resource}: answer of {length} bytes exceeds {max_bytes}"
-                    )
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in resp.content.iter_chunked(READ_CHUNK_BYTES):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise RestLimitError(f"{resource}: answer exceeds {max_bytes} bytes")
-                    chunks.append(chunk)
-                answer = Answer(resp.status, resp.headers.get("Content-Type", ""), b"".join(chunks))
+                data = await read_bounded(
+                    resp, max_bytes, lambda why: RestLimitError(f"{resource}: {why}")
+                )
+                answer = Answer(resp.status, resp.headers.get("Content-Type", ""), data)
                 return answer, resp.headers.getall("WWW-Authenticate", [])
         except TimeoutError:
             raise RestError(

@@ -8,6 +8,7 @@ served over RTSP, and the job's state change arrives through a PullPoint subscri
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -161,3 +162,17 @@ async def _next_job_state(
             ):
                 return note
     raise AssertionError(f"no JobState {state} of {job} within {EVENT_WAIT_PULLS} pulls")
+
+
+async def test_concurrent_digest_requests_each_use_their_own_nonce_count(engine: Engine) -> None:
+    """The engine refuses an nc lower than one it saw (replay); 20 calls at once all pass."""
+    async with OnvifClient(device_url(engine), "viewer", password("viewer")) as nvr:
+        await nvr.connect()
+        before = nvr.transport.requests
+        answers = await asyncio.gather(*(nvr.get_recording_summary() for _ in range(20)))
+        assert {a.number_recordings for a in answers} == {1}
+        # One challenge round trip at most per request that had no idle Digest session.
+        assert nvr.transport.requests - before <= 40
+        again = nvr.transport.requests
+        await nvr.get_recording_summary()
+        assert nvr.transport.requests == again + 1  # sequential calls reuse a pooled nonce
