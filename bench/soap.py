@@ -12,15 +12,23 @@ clients against a bare aiohttp handler returning a fixed body (the HTTP floor).
 and each client cycles through what a search GUI sends: GetRecordingSummary, GetRecordings,
 FindEvents + GetEventSearchResults over the recorded footage. `--clients 1,10,50` runs each
 concurrency in turn: with N closed-loop clients on a saturated server, latency is at least
-N / throughput, so p99 ≤ 20 ms at 50 clients needs ≥ 2,500 req/s from the server.
+N / throughput (Little's law), so p99 ≤ 20 ms at 50 clients needs ≥ 2,500 req/s from the server.
+
+`--rate R` adds an open-loop run per client count: R requests/s in total, each client sending
+every N/R seconds on its own schedule (staggered by 1/R). Latency is measured from the
+scheduled send time, so a request held up behind a slow one counts its wait (no coordinated
+omission); that is the latency a GUI sees at the target throughput, not at saturation.
 
     .venv/bin/python -m bench.soap [--clients 50] [--seconds 60] [--mix device|engine]
+                                   [--rate 1000] [--no-floor] [--profile FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import cProfile
 import os
 import re
 import statistics
@@ -58,9 +66,16 @@ EVENT_RESULTS = (
     "<tse:MaxResults>100</tse:MaxResults><tse:WaitTime>PT1S</tse:WaitTime>"
     "</tse:GetEventSearchResults>"
 )
-SEARCH_TOKEN = re.compile(rb"<[^>]*SearchToken>([^<]+)<")
+END_SEARCH = (
+    f'<tse:EndSearch xmlns:tse="{TSE}"><tse:SearchToken>{{token}}</tse:SearchToken></tse:EndSearch>'
+)
+#: The answer's start tags carry namespace declarations, hence the [^>]* before '>'.
+SEARCH_TOKEN = re.compile(rb"SearchToken[^>]*>([^<]+)<")
+COMPLETED = re.compile(rb"SearchState[^>]*>Completed<")
 #: Seconds of footage the engine mix records before the clients start.
 ENGINE_WARMUP_S = 3.0
+#: Open loop: seconds between starting the clients and the first scheduled send.
+OPEN_LOOP_LEAD_S = 1.0
 
 
 def envelope(payload: str) -> bytes:
@@ -168,8 +183,14 @@ def serve(bare: bool) -> None:
 
 
 async def client(
-    url: str, deadline: float, latencies: list[float], errors: list[int], mix: str
+    url: str,
+    deadline: float,
+    latencies: list[float],
+    errors: list[int],
+    mix: str,
+    schedule: tuple[float, float] | None = None,
 ) -> None:
+    """One connection sending back to back, or on `schedule` = (first send, interval)."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
         headers = {"Content-Type": "application/soap+xml; charset=utf-8"}
         async with session.post(url, data=envelope(REQUESTS[0]), headers=headers) as resp:
@@ -178,12 +199,28 @@ async def client(
         nc = 0
         i = 0
         pending: bytes | None = None  # a FindEvents token whose results come next
+        unfinished: bytes | None = None  # a search still Searching after one page: EndSearch it
         requests = ENGINE_REQUESTS if mix == "engine" else REQUESTS
+        sends = 0
         while time.perf_counter() < deadline:
+            if schedule is None:
+                due = time.perf_counter()
+            else:
+                due = schedule[0] + sends * schedule[1]
+                if due >= deadline:
+                    break
+                if due > time.perf_counter():
+                    await asyncio.sleep(due - time.perf_counter())
+            sends += 1
             nc += 1
             if pending is not None:
                 payload = EVENT_RESULTS.format(token=pending.decode())
-                pending = None
+                unfinished, pending = pending, None
+            elif unfinished is not None:
+                # A GUI that got its page ends the search rather than holding a session slot
+                # until KeepAliveTime runs out (RS-14): the device's limit is for live searches.
+                payload = END_SEARCH.format(token=unfinished.decode())
+                unfinished = None
             else:
                 i += 1
                 payload = requests[i % len(requests)]
@@ -191,21 +228,33 @@ async def client(
                 headers["Authorization"] = digest_authorization(
                     challenge, "POST", PATH, USER, PASSWORD, nc=nc
                 )
-            started = time.perf_counter()
             async with session.post(url, data=envelope(payload), headers=headers) as resp:
                 answer = await resp.read()
                 if resp.status != 200:
                     errors.append(resp.status)
-            latencies.append(time.perf_counter() - started)
+            latencies.append(time.perf_counter() - due)
             if resp.status == 200 and payload.startswith("<tse:FindEvents"):
                 found = SEARCH_TOKEN.search(answer)
                 pending = found.group(1) if found else None
+            elif unfinished is not None and (resp.status != 200 or COMPLETED.search(answer)):
+                unfinished = None  # Completed ended the session already
 
 
-def run(clients: int, seconds: float, *, bare: bool, mix: str = "device") -> dict[str, float]:
+def run(
+    clients: int,
+    seconds: float,
+    *,
+    bare: bool,
+    mix: str = "device",
+    profile: str | None = None,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    """One server process, `clients` clients for `seconds`: closed loop, or open at `rate`."""
     cmd = [sys.executable, "-m", "bench.soap", "--serve"] + (["--bare"] if bare else [])
     if mix == "engine" and not bare:
         cmd.append("--engine")
+    if profile and not bare:
+        cmd += ["--profile", profile]
     server = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdin is not None
@@ -215,15 +264,20 @@ def run(clients: int, seconds: float, *, bare: bool, mix: str = "device") -> dic
         errors: list[int] = []
 
         async def all_clients() -> None:
-            deadline = time.perf_counter() + seconds
+            # The first second sets up connections and Digest; open-loop sends start after it.
+            start = time.perf_counter() + (OPEN_LOOP_LEAD_S if rate else 0.0)
+            deadline = start + seconds
             await asyncio.gather(
-                *(client(url, deadline, latencies, errors, mix) for _ in range(clients))
+                *(
+                    client(url, deadline, latencies, errors, mix, plan)
+                    for plan in (_schedule(start, i, rate, clients) for i in range(clients))
+                )
             )
 
         cpu0 = cpu_seconds(server.pid)
         started = time.perf_counter()
         asyncio.run(all_clients())
-        wall = time.perf_counter() - started
+        wall = time.perf_counter() - started - (OPEN_LOOP_LEAD_S if rate else 0.0)
         cpu = cpu_seconds(server.pid) - cpu0
         server.stdin.close()
         server.wait(timeout=30)
@@ -236,12 +290,30 @@ def run(clients: int, seconds: float, *, bare: bool, mix: str = "device") -> dic
     return {
         "requests": count,
         "errors": len(errors),
+        "error_statuses": dict(collections.Counter(errors)),
         "rps": count / wall,
         "p50_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
         "p99_ms": latencies[int(count * 0.99) - 1] * 1000 if latencies else 0.0,
         "server_cpu_s": cpu,
         "rps_per_core": count / cpu if cpu else 0.0,
     }
+
+
+def _schedule(start: float, i: int, rate: float | None, clients: int) -> tuple[float, float] | None:
+    """Client i's (first send, interval) for `rate` req/s in total, or None (closed loop)."""
+    if not rate:
+        return None
+    return start + i / rate, clients / rate
+
+
+def _print(name: str, r: dict[str, Any]) -> None:
+    print(
+        f"  {name:30} {r['requests']:7.0f} req {r['errors']:4.0f} errors  "
+        f"{r['rps']:6.0f} req/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
+        f"server CPU {r['server_cpu_s']:5.1f} s  {r['rps_per_core']:6.0f} req/s per core"
+    )
+    if r["errors"]:
+        print(f"    failed requests by HTTP status: {r['error_statuses']}")
 
 
 def main() -> None:
@@ -252,28 +324,46 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--engine", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-floor", action="store_true", help="skip the bare aiohttp run")
+    parser.add_argument("--profile", help="write the SOAP server's cProfile stats to this file")
+    parser.add_argument(
+        "--rate", type=float, help="also run open loop: total offered requests/s over the clients"
+    )
     args = parser.parse_args()
     if args.serve:
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler is not None:
+            profiler.enable()
         if args.engine:
             serve_engine()
         else:
             serve(args.bare)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
         return
     for clients in (int(n) for n in args.clients.split(",")):
-        floor = run(clients, min(args.seconds, 10.0), bare=True)
-        soap = run(clients, args.seconds, bare=False, mix=args.mix)
-        print(f"{clients} closed-loop clients, {args.seconds:.0f} s:")
-        for name, r in (("bare aiohttp (floor)", floor), (f"ONVIF SOAP ({args.mix})", soap)):
-            print(
-                f"  {name:22} {r['requests']:8.0f} req  {r['errors']:4.0f} errors  "
-                f"{r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
-                f"server CPU {r['server_cpu_s']:6.1f} s  {r['rps_per_core']:7.0f} req/s per core"
-            )
-        ratio = floor["rps_per_core"] / max(soap["rps_per_core"], 1)
+        floor = None if args.no_floor else run(clients, min(args.seconds, 10.0), bare=True)
+        soap = run(clients, args.seconds, bare=False, mix=args.mix, profile=args.profile)
+        print(f"{clients} closed-loop clients (saturation), {args.seconds:.0f} s:")
+        if floor is not None:
+            _print("bare aiohttp (floor)", floor)
+        _print(f"ONVIF SOAP ({args.mix})", soap)
         bound = clients / max(soap["rps"], 1) * 1000
+        ratio = floor["rps_per_core"] / max(soap["rps_per_core"], 1) if floor else float("nan")
         print(
             f"  SOAP cost vs floor {ratio:.1f}x CPU/req; queueing floor N/throughput {bound:.1f} ms"
         )
+        if not args.rate:
+            continue
+        print(f"{clients} open-loop clients offering {args.rate:.0f} req/s, {args.seconds:.0f} s:")
+        if not args.no_floor:
+            seconds = min(args.seconds, 10.0)
+            _print("bare aiohttp (floor)", run(clients, seconds, bare=True, rate=args.rate))
+        offered = run(clients, args.seconds, bare=False, mix=args.mix, rate=args.rate)
+        _print(f"ONVIF SOAP ({args.mix})", offered)
+        if offered["rps"] < 0.95 * args.rate:
+            print("  (not sustained: the latencies are a growing queue, not service times)")
 
 
 if __name__ == "__main__":

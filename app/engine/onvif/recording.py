@@ -53,6 +53,8 @@ class RecordingService(OnvifService):
 
     def __init__(self, jobs: JobController, *, export_formats: tuple[str, ...] = ()) -> None:
         self._jobs = jobs
+        #: The recordings of the last GetRecordings answer and that answer (never mutated).
+        self._last_recordings: tuple[tuple[Recording, ...], dict[str, Any]] = ((), {})
         #: Formats ExportRecordedData serves (app/engine/onvif/export.py); () = not served.
         self.export_formats = export_formats
 
@@ -101,7 +103,16 @@ class RecordingService(OnvifService):
     @operation("GetRecordings", AccessClass.READ_MEDIA)
     async def get_recordings(self, ctx: RequestContext, req: Any) -> dict[str, Any]:
         """RC-04: every recording with all tracks; Tracks present even when empty (PF-08)."""
-        return {"RecordingItem": [_recording_item(r) for r in await self._jobs.recordings()]}
+        recordings = await self._jobs.recordings()
+        last_recordings, answer = self._last_recordings
+        # The store hands out the same Recording objects until it changes: the same answer
+        # object then lets the server resend its bytes (OnvifServer, `operation`).
+        if len(recordings) != len(last_recordings) or any(
+            a is not b for a, b in zip(recordings, last_recordings, strict=True)
+        ):
+            answer = {"RecordingItem": [_recording_item(r) for r in recordings]}
+            self._last_recordings = (tuple(recordings), answer)
+        return answer
 
     @operation("SetRecordingConfiguration", AccessClass.ACTUATE)
     async def set_recording_configuration(self, ctx: RequestContext, req: Any) -> None:

@@ -31,6 +31,7 @@ from app.engine.search import (
     InvalidTokenError,
     MediaAttributes,
     RecordingInformation,
+    RecordingSummary,
     SearchKind,
     SearchLimitError,
     SearchNotSupportedError,
@@ -76,6 +77,8 @@ class SearchService(OnvifService):
         self._store = store
         self._sessions = sessions
         self._clock = clock
+        #: The last GetRecordingSummary and its answer (never mutated).
+        self._last_summary: tuple[RecordingSummary | None, dict[str, Any]] = (None, {})
 
     def capabilities(self) -> dict[str, Any]:
         """tse:Capabilities (§6.2), also the Capabilities of the device's GetServices entry."""
@@ -100,13 +103,18 @@ class SearchService(OnvifService):
     async def get_recording_summary(self, ctx: RequestContext, req: Any) -> dict[str, Any]:
         """RS-02: both dates always present (PF-08)."""
         summary = await recording_summary(self._store, self._clock.wall_ns())
-        return {
-            "Summary": {
-                "DataFrom": format_iso(summary.data_from_ns),
-                "DataUntil": format_iso(summary.data_until_ns),
-                "NumberRecordings": summary.number_recordings,
+        last, answer = self._last_summary
+        # An unchanged summary is the same answer object: the server resends its bytes.
+        if summary != last:
+            answer = {
+                "Summary": {
+                    "DataFrom": format_iso(summary.data_from_ns),
+                    "DataUntil": format_iso(summary.data_until_ns),
+                    "NumberRecordings": summary.number_recordings,
+                }
             }
-        }
+            self._last_summary = (summary, answer)
+        return answer
 
     @operation("GetRecordingInformation", AccessClass.READ_MEDIA)
     async def get_recording_information(self, ctx: RequestContext, req: Any) -> dict[str, Any]:

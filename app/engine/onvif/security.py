@@ -15,7 +15,11 @@ import enum
 
 from app.core.time import Clock
 from app.engine.users import UserDirectory, UserLevel
-from app.protocols.rtsp.auth import DigestAuthenticator, DigestError, parse_authorization
+from app.protocols.rtsp.auth import (
+    DigestAuthenticator,
+    DigestError,
+    parse_authorization,
+)
 from app.protocols.rtsp.message import RtspParseError
 from app.protocols.soap.envelope import NS_WSSE, Envelope
 from app.protocols.soap.fault import SoapFault
@@ -128,8 +132,8 @@ class Authenticator:
         if not authorization.lstrip().lower().startswith("digest "):
             raise Unauthenticated("only HTTP Digest authentication is accepted")
         try:
-            name = self.digest.authenticate(method, authorization)
             creds = parse_authorization(authorization)
+            name = self.digest.verify(method, creds)
         except DigestError as exc:
             raise Unauthenticated(exc.message, stale=exc.stale) from None
         except RtspParseError as exc:

@@ -45,6 +45,7 @@ from app.engine.onvif.security import (
 from app.protocols.onvif.wsdl import Catalog, OperationInfo, ServiceSpec, catalog
 from app.protocols.soap.envelope import CONTENT_TYPE, Envelope, parse_envelope
 from app.protocols.soap.fault import SoapFault, fault_envelope
+from app.protocols.soap.writer import NotCompiled, ResponseWriter, compile_writer
 from app.protocols.soap.xml import MAX_XML_BYTES
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,10 @@ def operation(name: str, access: AccessClass, *, cacheable: bool = False) -> Cal
     the base URL the client used, e.g. in XAddrs): the serialized response is then kept per
     base URL and sent again without calling the handler. Authentication and access checks still
     run on every request. Only for answers like GetServiceCapabilities or GetDeviceInformation.
+
+    A handler may also return the very mapping object it returned before to say "the same
+    answer" (e.g. GetRecordings while the store has not changed): the bytes written for it last
+    time are sent again. Such a mapping, and everything in it, must never be mutated.
     """
 
     def mark(fn: _F) -> _F:
@@ -182,6 +187,14 @@ class OnvifService:
         return SoapFault.receiver("Action", reason=exc.message)
 
 
+@dataclasses.dataclass(slots=True)
+class _LastAnswer:
+    """The values a route's compiled writer wrote last, kept alive, and the bytes it wrote."""
+
+    values: object = None
+    body: bytes = b""
+
+
 @dataclasses.dataclass(frozen=True)
 class _Route:
     info: OperationInfo
@@ -189,6 +202,11 @@ class _Route:
     handler: Handler
     access: AccessClass
     cacheable: bool = False
+    #: zeep's serialization compiled for this response (None: zeep serializes every answer).
+    writer: ResponseWriter | None = None
+    #: Namespace declarations of the response Envelope (zeep's, plus response_nsmap).
+    nsmap: Mapping[str | None, str] = dataclasses.field(default_factory=dict)
+    last: _LastAnswer = dataclasses.field(default_factory=_LastAnswer)
 
 
 class OnvifServer:
@@ -200,7 +218,9 @@ class OnvifServer:
         services: Iterable[OnvifService],
         *,
         wsdl: Catalog | None = None,
+        compiled_writers: bool = True,
     ) -> None:
+        """`compiled_writers=False` serializes every answer with zeep (the reference)."""
         self.catalog = wsdl or catalog()
         self.authenticator = authenticator
         self.services = list(services)
@@ -215,7 +235,12 @@ class OnvifServer:
                 except KeyError:
                     raise ValueError(f"{service.service} WSDL has no operation {name}") from None
                 element: str = info.operation.input.body.qname.text  # type: ignore[union-attr]
-                self._routes[element] = _Route(info, service, handler, access, name in constant)
+                writer = _writer(info) if compiled_writers else None
+                nsmap = _zeep_envelope_nsmap(info)
+                nsmap.update(service.response_nsmap)
+                self._routes[element] = _Route(
+                    info, service, handler, access, name in constant, writer, nsmap
+                )
         #: (request element, base URL) → serialized answer of a cacheable operation.
         self._cached: dict[tuple[str, str], bytes] = {}
         #: Counters for /status and the benchmark.
@@ -308,8 +333,21 @@ class OnvifServer:
             raise SoapFault.receiver(
                 "Action", reason=f"{route.info.name} failed inside the device"
             ) from None
+        values = result or {}
+        if route.writer is not None:
+            last = route.last
+            if values is last.values:
+                return last.body  # the handler's "same answer" (see `operation`)
+            try:
+                root = route.writer.envelope(route.nsmap, values)
+            except NotCompiled:
+                pass  # an unusual value: zeep decides how it looks, or that it is invalid
+            else:
+                body = bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
+                last.values, last.body = values, body
+                return body
         try:
-            message = op.output.serialize(**(result or {}))
+            message = op.output.serialize(**values)
         except Exception:
             # A handler returned something the schema does not allow: our bug, not the client's.
             log.exception("ONVIF %s response does not fit the schema", route.info.name)
@@ -320,6 +358,20 @@ class OnvifServer:
         if route.service.response_nsmap:
             content = _with_prefixes(content, route.service.response_nsmap)
         return bytes(etree.tostring(content, xml_declaration=True, encoding="utf-8"))
+
+
+def _writer(info: OperationInfo) -> ResponseWriter | None:
+    """The compiled writer of a document/literal response without SOAP headers, if plain."""
+    output: Any = info.operation.output
+    if output is None or output.header.type.elements or getattr(output, "_is_body_wrapped", True):
+        return None
+    return compile_writer(output.body)
+
+
+def _zeep_envelope_nsmap(info: OperationInfo) -> dict[str | None, str]:
+    """The prefixes zeep declares on a response Envelope (DocumentMessage.serialize)."""
+    output: Any = info.operation.output
+    return {"soap-env": output.nsmap["soap-env"], **output.wsdl.types._prefix_map_custom}
 
 
 def _with_prefixes(root: etree._Element, extra: Mapping[str, str]) -> etree._Element:

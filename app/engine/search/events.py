@@ -14,6 +14,7 @@ from collections import deque
 
 from app.core.errors import NotFoundError
 from app.core.time import format_iso
+from app.engine.search.info import revised_information
 from app.engine.search.model import (
     TOPIC_NAMESPACE,
     TOPIC_RECORDING_STATE,
@@ -193,13 +194,23 @@ class EventStream:
     async def _virtual_at(
         self, at_ns: int, into: deque[FindEventResult], *, inclusive: bool
     ) -> None:
+        current = await revised_information(self._store)
         for info in self._recordings:
-            try:
-                is_recording, tracks = await self._store.history_state(
-                    info.token, at_ns, inclusive=inclusive
-                )
-            except NotFoundError:
+            tracks: dict[str, bool] = {}
+            now = current.get(info.token)
+            if now is None:
                 continue  # deleted since FindEvents: no more results for it (RC-03.3)
+            if now.earliest_ns is None or at_ns + int(inclusive) <= now.earliest_ns:
+                # No history event precedes a recording's first frame (EV-12): all false
+                # there without a store read, the usual "search from the beginning".
+                is_recording = False
+            else:
+                try:
+                    is_recording, tracks = await self._store.history_state(
+                        info.token, at_ns, inclusive=inclusive
+                    )
+                except NotFoundError:
+                    continue  # deleted meanwhile
             candidates = []
             if HistoryTopic.RECORDING_STATE in self._spec.topics:
                 candidates.append(

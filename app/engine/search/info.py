@@ -3,9 +3,16 @@
 Every time value comes from the frame index (`Store.track_media`), so EarliestRecording and
 LatestRecording equal min(DataFrom) and max(DataTo) exactly, and the history events' edges
 equal them too (PF-06, EV-12).
+
+The information of every recording is read once per store revision (`Store.revision` grows
+after every write-thread call: flush cycle, catalog, jobs, retention) and shared by the
+summary, information, scope and media-attribute answers until the store changes: those
+reads were most of a search client's CPU (bench/soap --mix engine).
 """
 
 from __future__ import annotations
+
+import weakref
 
 from app.core.media import Codec, TrackKind
 from app.core.time import NS_PER_SECOND, format_iso
@@ -67,13 +74,31 @@ def _information(rec: Recording, media: list[TrackMedia]) -> RecordingInformatio
     )
 
 
+#: Per store: (revision read at, every recording's information then).
+_INFORMATION: weakref.WeakKeyDictionary[Store, tuple[int, tuple[RecordingInformation, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def all_recording_information(store: Store) -> list[RecordingInformation]:
-    """Every recording, in creation order."""
+    """Every recording, in creation order (one store read per store revision)."""
+    revision = store.revision
+    cached = _INFORMATION.get(store)
+    if cached is not None and cached[0] == revision:
+        return list(cached[1])
     recordings = await store.recordings()
     media: dict[str, list[TrackMedia]] = {}
     for m in await store.track_media():
         media.setdefault(m.recording, []).append(m)
-    return [_information(rec, media.get(rec.token, [])) for rec in recordings]
+    infos = [_information(rec, media.get(rec.token, [])) for rec in recordings]
+    # Read after `revision` was seen, so at least as new as it: exact for that revision.
+    _INFORMATION[store] = (revision, tuple(infos))
+    return infos
+
+
+async def revised_information(store: Store) -> dict[str, RecordingInformation]:
+    """Every recording's current information by token (one store read per store revision)."""
+    return {info.token: info for info in await all_recording_information(store)}
 
 
 async def recording_information(store: Store, token: str) -> RecordingInformation:

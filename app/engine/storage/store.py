@@ -106,6 +106,10 @@ class Store:
         self._wake: asyncio.Event | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self._flush_waiters: list[asyncio.Future[None]] = []
+        #: Grows after every call on the write thread (flush cycles, catalog, jobs, retention),
+        #: i.e. whenever what readers see may have changed: read caches keyed on it are exact.
+        self.revision = 0
+        self._recordings: tuple[int, tuple[Recording, ...]] | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -214,7 +218,15 @@ class Store:
     async def _on_write_thread(self, fn: Callable[_P, _T], *args: _P.args, **kw: _P.kwargs) -> _T:
         loop = asyncio.get_running_loop()
         call = functools.partial(_translated, functools.partial(fn, *args, **kw))
-        return await loop.run_in_executor(self._write_pool, call)
+        return await loop.run_in_executor(self._write_pool, self._revised, call)
+
+    def _revised(self, call: Callable[[], _T]) -> _T:
+        # Bumped on the write thread once the change is committed, even when the caller was
+        # cancelled meanwhile: a reader that sees the new revision also sees the change.
+        try:
+            return call()
+        finally:
+            self.revision += 1
 
     def _conn_or_fail(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -412,7 +424,12 @@ class Store:
         await self._write(media.collect_garbage, self.data_dir)
 
     async def recordings(self) -> list[Recording]:
-        return await self._read(StoreReader.recordings)
+        # Asked by every GetRecordings, search and replay DESCRIBE, changed only by a write:
+        # one read per revision (read after the revision was seen, so never older than it).
+        revision = self.revision
+        if self._recordings is None or self._recordings[0] != revision:
+            self._recordings = (revision, tuple(await self._read(StoreReader.recordings)))
+        return list(self._recordings[1])
 
     async def recording(self, token: str) -> Recording:
         return await self._read(StoreReader.recording, token)

@@ -266,6 +266,10 @@ class DigestAuthenticator:
             creds = parse_authorization(authorization)
         except RtspParseError as exc:
             raise DigestError(f"malformed Authorization header: {exc.message}") from None
+        return self.verify(method, creds)
+
+    def verify(self, method: str, creds: DigestCredentials) -> str:
+        """`authenticate` for a header the caller parsed already (it needs nonce and nc too)."""
         if creds.realm != self.realm:
             raise DigestError(f"wrong realm {creds.realm!r}")
         if creds.algorithm not in self.algorithms:
