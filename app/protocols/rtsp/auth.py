@@ -356,6 +356,9 @@ def _parse_digest_params(value: str) -> dict[str, str]:
 
 
 def _read_quoted(text: str, pos: int) -> tuple[str, int]:
+    close = text.find('"', pos)
+    if close >= 0 and text.find("\\", pos, close) < 0:
+        return text[pos:close], close + 1  # the usual value, without escapes: no char loop
     out: list[str] = []
     while pos < len(text):
         ch = text[pos]
