@@ -26,7 +26,8 @@ from pathlib import Path
 import aiohttp
 
 from app.core.time import NS_PER_SECOND, format_iso
-from app.remote.rest.transport import Credentials, RestTransport
+from app.remote.http import Credentials
+from app.remote.rest.transport import RestTransport
 from app.remote.rest.xml import document
 from bench.common import (
     ClientLoop,
