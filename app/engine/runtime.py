@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import signal
-import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from aiohttp import web
 from app import __version__
 from app.core.config import EngineConfig, RtspSource, SimcamSource, Source
 from app.core.errors import ConfigError
+from app.core.files import write_atomic
 from app.core.time import Clock, SystemClock, format_iso
 from app.engine.events import EventBus
 from app.engine.export.keys import default_signer
@@ -442,13 +442,7 @@ def _url_host(host: str) -> str:
 
 
 def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(doc, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(doc, indent=1).encode("utf-8"))
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -13,11 +13,11 @@ import json
 import logging
 import os
 import secrets
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from app.core.errors import ConfigError, ConflictError, NotFoundError
+from app.core.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -148,16 +148,5 @@ def _validate(name: str, password: str) -> None:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write a file readable by the owner only, atomically (temp file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a file readable by the owner only, atomically."""
+    write_atomic(path, text.encode("utf-8"))

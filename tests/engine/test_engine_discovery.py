@@ -19,17 +19,10 @@ from app.core.config import EngineConfig
 from app.engine.onvif.device import PROFILE_G_SCOPE
 from app.engine.runtime import Engine, EngineSettings
 from app.protocols.onvif.discovery import NS_WSA, NS_WSD, probe
+from tests.engine.onvif.test_discovery import Listener
 from tests.engine.test_engine_https import ADMIN_PASSWORD, TDS, _create_users, soap
 
 TT = "{http://www.onvif.org/ver10/schema}"
-
-
-class _Inbox(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.queue.put_nowait(data)
 
 
 @contextlib.asynccontextmanager
@@ -53,7 +46,7 @@ async def discoverable_engine(
 async def probe_engine(port: int, message_id: str) -> etree._Element | None:
     """The ProbeMatch a Profile G Probe to loopback `port` brings back, or None within 1 s."""
     loop = asyncio.get_running_loop()
-    transport, inbox = await loop.create_datagram_endpoint(_Inbox, local_addr=("127.0.0.1", 0))
+    transport, inbox = await loop.create_datagram_endpoint(Listener, local_addr=("127.0.0.1", 0))
     try:
         transport.sendto(probe((PROFILE_G_SCOPE,), message_id=message_id), ("127.0.0.1", port))
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import logging
-import os
 import socket
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from app.core.errors import ConfigError
+from app.core.files import write_atomic
 from app.formats.oef import signature as sig
 
 logger = logging.getLogger(__name__)
@@ -213,15 +213,7 @@ def _create_default(folder: Path, key_path: Path, cert_path: Path) -> None:
     cert_pem = x509.load_der_x509_certificate(signer.cert_der).public_bytes(
         serialization.Encoding.PEM
     )
-    # Write both under temporary names, then rename: a crash leaves no half-made key pair.
-    tmp_key, tmp_cert = folder / ".key.pem.tmp", folder / ".cert.pem.tmp"
-    fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # a leftover temp file keeps its old mode through O_TRUNC
-    with os.fdopen(fd, "wb") as f:
-        f.write(key_pem)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp_cert.write_bytes(cert_pem)
-    os.replace(tmp_cert, cert_path)
-    os.replace(tmp_key, key_path)
+    # Each file appears whole; the key last, so a key file always has its certificate.
+    write_atomic(cert_path, cert_pem, mode=0o644)
+    write_atomic(key_path, key_pem)
     logger.warning("created a %s in %s", UNTRUSTED_LABEL, folder)

@@ -16,12 +16,12 @@ import asyncio
 import dataclasses
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from app.core.errors import ConfigError, NotFoundError
+from app.core.files import write_atomic
 from app.engine.onvif.convert import duration_seconds, required
 from app.engine.onvif.security import AccessClass
 from app.engine.onvif.server import OnvifService, RequestContext, operation
@@ -119,13 +119,7 @@ def _read_config(path: Path) -> ReplayConfig:
 
 
 def _write_config(path: Path, config: ReplayConfig) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    data = json.dumps({"SessionTimeout": config.session_timeout}).encode()
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({"SessionTimeout": config.session_timeout}).encode())
 
 
 class ReplayService(OnvifService):

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
-import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from app.core.errors import ConfigError
+from app.core.files import write_atomic
 from app.core.media import TrackKind
 from app.core.time import Clock
 from app.engine.jobs import JobController
@@ -68,17 +67,7 @@ class RestSettings:
             "time_mode": self.time_mode,
             "time_zone": self.time_zone,
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(doc, handle, indent=1)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, json.dumps(doc, indent=1).encode("utf-8"))
 
 
 @dataclasses.dataclass

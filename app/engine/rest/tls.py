@@ -13,10 +13,8 @@ import datetime
 import hashlib
 import ipaddress
 import logging
-import os
 import socket
 import ssl
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from app.core.errors import ConfigError
+from app.core.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +102,8 @@ def self_signed(
     )
     # Key first, certificate last, each replaced atomically: a crash in between leaves no
     # certificate, so the next start makes a fresh pair instead of reusing a torn one.
-    _write_atomic(key_path, key_bytes, KEY_MODE)
-    _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(key_path, key_bytes, mode=KEY_MODE)
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     log.info("generated a self-signed HTTPS certificate %s (%s)", cert_path, fingerprint(cert))
     return cert_path, key_path
 
@@ -225,20 +224,6 @@ def _load_private_key(path: Path) -> ServerKey:
     if not isinstance(key, _SERVER_KEY_TYPES):
         raise TlsConfigError(f"HTTPS key {path} is a {type(key).__name__}, not an RSA or EC key")
     return key
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _warn_loose_mode(key_file: Path) -> None:
