@@ -82,6 +82,14 @@ def check_peer_runtime() -> None:
         raise PeerUnavailable(f"GStreamer elements missing: {probe.stdout.strip()}; {INSTALL_HINT}")
 
 
+def require_peer_runtime() -> None:
+    """check_peer_runtime for a test: a missing peer fails it (never skips) with the hint."""
+    try:
+        check_peer_runtime()
+    except PeerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
 class GstRtspPeer:
     """One gst-rtsp-server process on 127.0.0.1; `start` again after `kill` reuses the port."""
 
@@ -208,10 +216,7 @@ class GstRtspPeer:
 
 def started_peer(**kwargs: Any) -> GstRtspPeer:
     """A running peer, or pytest.fail with the install hint when it cannot run here."""
-    try:
-        check_peer_runtime()
-    except PeerUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+    require_peer_runtime()
     peer = GstRtspPeer(**kwargs)
     peer.start()
     return peer

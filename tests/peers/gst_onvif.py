@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import pytest
 
 from app.core.time import NS_PER_SECOND, NTP_UNIX_OFFSET_S
-from tests.peers.gst import SYSTEM_PYTHON, PeerUnavailable, check_peer_runtime
+from tests.peers.gst import SYSTEM_PYTHON, require_peer_runtime
 
 SCRIPT = Path(__file__).with_name("gst_onvif_client.py")
 #: The peer's own limit for one play, and ours on top for its start-up.
@@ -72,10 +71,7 @@ async def play_onvif_events(
 ) -> list[PeerFrame | str]:
     """As `play_onvif`, optionally pausing or seeking again after some frames; the frames with
     the marker events ("paused", "resumed", "seeked") where they happened."""
-    try:
-        check_peer_runtime()
-    except PeerUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+    require_peer_runtime()
     process = await asyncio.create_subprocess_exec(
         SYSTEM_PYTHON,
         str(SCRIPT),

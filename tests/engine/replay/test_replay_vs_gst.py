@@ -24,7 +24,7 @@ from app.protocols.sdp import parse_sdp
 from tests.engine.replay.conftest import ReplayRig
 from tests.engine.replay.footage import FRAME_NS, START_NS, frame_wall
 from tests.engine.replay.request_set import Clip, ReplayProbe, Reply
-from tests.peers.gst import SYSTEM_PYTHON, PeerUnavailable, check_peer_runtime
+from tests.peers.gst import SYSTEM_PYTHON, require_peer_runtime
 
 PEER = Path(__file__).parents[2] / "peers" / "gst_onvif_server.py"
 #: The peer records its clip at start-up (about a second) after GStreamer's plugin scan.
@@ -83,10 +83,7 @@ def flagged(reply: Reply, flag: int) -> set[int]:
 @contextlib.asynccontextmanager
 async def gst_onvif_server() -> AsyncIterator[int]:
     """The peer's port while it runs; fails (never skips) when GStreamer is missing."""
-    try:
-        check_peer_runtime()
-    except PeerUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+    require_peer_runtime()
     process = await asyncio.create_subprocess_exec(
         SYSTEM_PYTHON,
         str(PEER),
