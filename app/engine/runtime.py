@@ -192,8 +192,9 @@ class Engine:
         )
         await self.rtsp.start(s.listen, s.rtsp_port)
         self._stack.push_async_callback(self.rtsp.close)
-        for source in cfg.sources:
-            await self._start_source(source)
+        # Sources are wired now (their live mounts exist) but begin only once everything else
+        # is up: the recording then starts when the engine is ready, not a startup earlier.
+        begins = [await self._prepare_source(source) for source in cfg.sources]
         # Configured sources own the default tracks of their recordings; jobs may not write them.
         reserved = {source.recording: set(DEFAULT_TRACKS.values()) for source in cfg.sources}
         self.jobs = await self._stack.enter_async_context(
@@ -206,6 +207,12 @@ class Engine:
             await self.discovery.set_discoverable(True)  # after HTTP: Hello carries its XAddrs
         sweeper = asyncio.create_task(self._retention_loop(), name="retention")
         self._stack.push_async_callback(_cancel_and_wait, sweeper)
+        for begin in begins:
+            await begin()
+        # …and stop first on the way out, so the recording ends when the engine is told to stop
+        # (the earlier stops stay for a start that fails half way; a second stop is a no-op).
+        for runtime in self.sources:
+            self._stack.push_async_callback(runtime.stop)
         if s.ready_file is not None:
             await asyncio.to_thread(_write_json_atomic, s.ready_file, self.ready_info())
         log.info("engine ready: %s", json.dumps(self.ready_info()))
@@ -227,7 +234,8 @@ class Engine:
                 runner, self.settings.listen, self.settings.https_port, self.tls
             )
 
-    async def _start_source(self, source: Source) -> None:
+    async def _prepare_source(self, source: Source) -> Callable[[], Awaitable[None]]:
+        """Create the source's recording, recorder and live mount; return what starts it."""
         assert self.store is not None and self.rtsp is not None
         existing = {r.token for r in await self.store.recordings()}
         if source.recording not in existing:
@@ -250,18 +258,23 @@ class Engine:
                 loop_seconds=source.loop_seconds,
                 clock=self.clock,
             )
-            await camera.start()
             runtime = SourceRuntime(source, hub, recorder, camera.stop, camera=camera)
+            begin = camera.start
         else:
             assert isinstance(source, RtspSource)
             receiver = Receiver(
                 source.uri, hub, transport=source.transport, clock=self.clock, name=source.recording
             )
-            receiver.start()
             runtime = SourceRuntime(source, hub, recorder, receiver.stop, receiver=receiver)
-        # Sources stop before their recorder closes (the stack unwinds in reverse).
+
+            async def begin() -> None:
+                receiver.start()
+
+        # Sources stop before their recorder closes (the stack unwinds in reverse); stopping a
+        # source that never began is a no-op.
         self._stack.push_async_callback(runtime.stop)
         self.sources.append(runtime)
+        return begin
 
     async def _retention_loop(self) -> None:
         assert self.store is not None and self.jobs is not None

@@ -105,30 +105,39 @@ async def test_a_session_blocked_by_tcp_back_pressure_does_not_expire(
 async def test_thousand_abandoned_sessions_are_reclaimed_by_the_timeout() -> None:
     clip = h264_clip()
     source = ScriptedLiveSource([clip.params, PCMU])
-    server = RtspServer(session_timeout_s=1)
+    # 4 s: long enough that a slow CI machine sets up all 1000 before the first one expires.
+    server = RtspServer(session_timeout_s=4)
     server.mount("live", LiveResource(source))
     async with server:
         await server.start("127.0.0.1", 0)
         url = server.url("live/trackID=0")
         transport = [("Transport", "RTP/AVP/TCP;unicast")]
 
+        session_ids: set[str] = set()
+
         async def abandon(count: int) -> RawClient:
             client = await RawClient.connect("127.0.0.1", server.port)
             for _ in range(count):
                 await client.send("SETUP", url, transport)
             for _ in range(count):
-                assert (await client.response()).status == 200
+                response = await client.response()
+                assert response.status == 200
+                session_ids.add(session_of(response))
             return client  # kept open and silent: the sessions are abandoned, not closed
 
         clients = await asyncio.gather(*(abandon(125) for _ in range(8)))
-        assert len(server.sessions) == 1000
-        async with asyncio.timeout(15):
-            await server.wait_no_sessions()
-        # The silent connections go too, once they hold no sessions (idle timeout).
-        for client in clients:
-            async with asyncio.timeout(5):
-                assert await client.at_eof()
-            await client.close()
+        try:
+            assert len(session_ids) == 1000
+            assert len(server.sessions) == 1000
+            async with asyncio.timeout(15):
+                await server.wait_no_sessions()
+            # The silent connections go too, once they hold no sessions (idle timeout).
+            for client in clients:
+                async with asyncio.timeout(5):
+                    assert await client.at_eof()
+        finally:  # a failure above must not leak 8 sockets into a later test's gc
+            for client in clients:
+                await client.close()
 
 
 async def test_udp_transport_pairs_keepalive_and_release(
