@@ -79,6 +79,12 @@ class SearchService(OnvifService):
         self._clock = clock
         #: The last GetRecordingSummary and its answer (never mutated).
         self._last_summary: tuple[RecordingSummary | None, dict[str, Any]] = (None, {})
+        #: The last GetEventSearchResults page (state, events) and its answer (never mutated):
+        #: clients running the same search over unchanged footage get equal pages.
+        self._last_events: tuple[tuple[str, tuple[FindEventResult, ...]], dict[str, Any]] = (
+            ("", ()),
+            {},
+        )
 
     def capabilities(self) -> dict[str, Any]:
         """tse:Capabilities (§6.2), also the Capabilities of the device's GetServices entry."""
@@ -181,13 +187,18 @@ class SearchService(OnvifService):
     async def get_event_search_results(self, ctx: RequestContext, req: Any) -> dict[str, Any]:
         """RS-08: results in the session's time order across responses."""
         page = await self._results(req, SearchKind.EVENTS)
-        events = [r for r in page.results if isinstance(r, FindEventResult)]
-        return {
-            "ResultList": {
-                "SearchState": page.state.value,
-                "Result": [find_event_result_value(e) for e in events],
+        events = tuple(r for r in page.results if isinstance(r, FindEventResult))
+        key = (page.state.value, events)
+        last_key, answer = self._last_events
+        if key != last_key:  # else "the same answer": the server resends its bytes
+            answer = {
+                "ResultList": {
+                    "SearchState": page.state.value,
+                    "Result": [find_event_result_value(e) for e in events],
+                }
             }
-        }
+            self._last_events = (key, answer)
+        return answer
 
     # ------------------------------------------------------------------ PTZ and metadata
 

@@ -13,6 +13,7 @@ table below) translates.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import dataclasses
 import inspect
@@ -56,6 +57,10 @@ ACCEPTED_CONTENT_TYPES = frozenset({"application/soap+xml", "text/xml", "applica
 ONVIF_PATH_PREFIX = "/onvif/"
 #: Most (operation, base URL) answers kept for cacheable operations.
 MAX_CACHED_ANSWERS = 256
+#: Most distinct request bodies whose parse is kept (repeated polls skip lxml and zeep)…
+MAX_REMEMBERED_REQUESTS = 256
+#: …and the largest body remembered (polls are small; a big body is parsed every time).
+MAX_REMEMBERED_REQUEST_BYTES = 4096
 
 Handler = Callable[["RequestContext", Any], Awaitable[Mapping[str, Any] | None]]
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Mapping[str, Any] | None]])
@@ -188,6 +193,42 @@ class OnvifService:
 
 
 @dataclasses.dataclass(slots=True)
+class _Parsed:
+    """A request body's envelope and, once its handler's route parsed it, zeep's value."""
+
+    envelope: Envelope
+    value: Any = None
+    has_value: bool = False
+
+
+class _RememberedRequests:
+    """Parses of recent request bodies, so a repeated poll is not parsed again.
+
+    GUIs and VMSs poll with byte-identical requests (GetRecordingSummary, GetRecordings, the same
+    FindEvents); with HTTP Digest the body carries no credentials, so it repeats exactly. A body
+    maps to its parse: the same bytes always parse the same, and authentication still runs per
+    request on the envelope (a replayed WS-Security nonce is still refused). Only successful
+    parses are kept; the envelope and value are shared, so handlers never mutate them.
+    """
+
+    def __init__(self) -> None:
+        self._parsed: collections.OrderedDict[bytes, _Parsed] = collections.OrderedDict()
+
+    def envelope(self, body: bytes) -> _Parsed:
+        """The body's parse (SoapFault if it is not a usable envelope)."""
+        parsed = self._parsed.get(body)
+        if parsed is not None:
+            self._parsed.move_to_end(body)
+            return parsed
+        parsed = _Parsed(parse_envelope(body))
+        if len(body) <= MAX_REMEMBERED_REQUEST_BYTES:
+            self._parsed[body] = parsed
+            if len(self._parsed) > MAX_REMEMBERED_REQUESTS:
+                self._parsed.popitem(last=False)
+        return parsed
+
+
+@dataclasses.dataclass(slots=True)
 class _LastAnswer:
     """The values a route's compiled writer wrote last, kept alive, and the bytes it wrote."""
 
@@ -243,6 +284,7 @@ class OnvifServer:
                 )
         #: (request element, base URL) → serialized answer of a cacheable operation.
         self._cached: dict[tuple[str, str], bytes] = {}
+        self._remembered = _RememberedRequests()
         #: Counters for /status and the benchmark.
         self.requests = 0
         self.faults = 0
@@ -267,7 +309,8 @@ class OnvifServer:
             return await _too_large(request)
         name = "?"
         try:
-            envelope = parse_envelope(body)
+            parsed = self._remembered.envelope(body)
+            envelope = parsed.envelope
             route = self._routes.get(envelope.operation)
             info = route.info if route else self.catalog.by_element.get(envelope.operation)
             name = info.name if info else envelope.operation
@@ -278,7 +321,7 @@ class OnvifServer:
             authorize(caller, access, name)
             if route is None:
                 raise _unrouted(envelope.operation, info, self.served)
-            result = await self._answer(route, caller, envelope, request)
+            result = await self._answer(route, caller, parsed, request)
         except Unauthenticated as exc:
             self.faults += 1
             log.info("ONVIF %s refused (401): %s", name, exc.reason)
@@ -295,34 +338,29 @@ class OnvifServer:
         return _soap_response(result, 200)
 
     async def _answer(
-        self, route: _Route, caller: Caller, envelope: Envelope, request: web.Request
+        self, route: _Route, caller: Caller, parsed: _Parsed, request: web.Request
     ) -> bytes:
         """The serialized answer: from the cache for cacheable operations, else from _call."""
         if not route.cacheable:
-            return await self._call(route, caller, envelope, request)
-        key = (envelope.operation, _base_url(request))
+            return await self._call(route, caller, parsed, request)
+        key = (parsed.envelope.operation, _base_url(request))
         cached = self._cached.get(key)
         if cached is None:
-            cached = await self._call(route, caller, envelope, request)
+            cached = await self._call(route, caller, parsed, request)
             # Bounded by the Host values clients use; a client inventing Hosts gets no cache.
             if len(self._cached) < MAX_CACHED_ANSWERS:
                 self._cached[key] = cached
         return cached
 
     async def _call(
-        self, route: _Route, caller: Caller, envelope: Envelope, request: web.Request
+        self, route: _Route, caller: Caller, parsed: _Parsed, request: web.Request
     ) -> bytes:
         op: Any = route.info.operation
-        context = XmlParserContext(settings=op.input.wsdl.settings)  # type: ignore[no-untyped-call]
-        strict = _STRICT_VALUES.set(True)
-        try:
-            # The wrapper element's value, never unwrapped: handlers always get `req.<Child>`.
-            value = op.input.body.parse(envelope.payload, op.input.wsdl.types, context=context)
-        except Exception as exc:  # noqa: BLE001 - zeep raises many types for bad input
-            reason = f"bad {route.info.name} request: {exc}"
-            raise SoapFault.sender("InvalidArgs", reason=reason) from None
-        finally:
-            _STRICT_VALUES.reset(strict)
+        envelope = parsed.envelope
+        if not parsed.has_value:
+            parsed.value = _request_value(route, envelope)
+            parsed.has_value = True
+        value = parsed.value
         ctx = RequestContext(caller, _base_url(request), route.info, envelope, request.path)
         try:
             result = await route.handler(ctx, value)
@@ -358,6 +396,21 @@ class OnvifServer:
         if route.service.response_nsmap:
             content = _with_prefixes(content, route.service.response_nsmap)
         return bytes(etree.tostring(content, xml_declaration=True, encoding="utf-8"))
+
+
+def _request_value(route: _Route, envelope: Envelope) -> Any:
+    """zeep's value of the request element (InvalidArgs fault for anything it refuses)."""
+    op: Any = route.info.operation
+    context = XmlParserContext(settings=op.input.wsdl.settings)  # type: ignore[no-untyped-call]
+    strict = _STRICT_VALUES.set(True)
+    try:
+        # The wrapper element's value, never unwrapped: handlers always get `req.<Child>`.
+        return op.input.body.parse(envelope.payload, op.input.wsdl.types, context=context)
+    except Exception as exc:  # noqa: BLE001 - zeep raises many types for bad input
+        reason = f"bad {route.info.name} request: {exc}"
+        raise SoapFault.sender("InvalidArgs", reason=reason) from None
+    finally:
+        _STRICT_VALUES.reset(strict)
 
 
 def _writer(info: OperationInfo) -> ResponseWriter | None:

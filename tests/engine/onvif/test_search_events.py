@@ -191,6 +191,26 @@ async def test_rs07_backward_search_yields_the_same_events_in_descending_order(e
     }
 
 
+async def test_rs08_repeated_and_interleaved_searches_get_their_own_pages(env: Env) -> None:
+    """An equal page is answered from the last one (the same bytes); any other is built anew."""
+    client = env.client()
+    earliest, latest = await extent(client, "Gate")
+    forward = await find_all(client, StartPoint=earliest, EndPoint=latest, max_results=100)
+    first_bytes = etree.tostring(client.last_received)
+    answer = env.service._last_events[1]
+    again = await find_all(client, StartPoint=earliest, EndPoint=latest, max_results=100)
+    assert again == forward
+    assert etree.tostring(client.last_received) == first_bytes
+    assert env.service._last_events[1] is answer  # reused, not rebuilt
+    # Pages of other searches in between: each gets its own events, never the cached page.
+    backward = await find_all(client, StartPoint=latest, EndPoint=earliest, max_results=3)
+    assert [r.real() for r in backward] == [r.real() for r in reversed(forward)]
+    yard = await find_all(client, StartPoint=earliest, Scope={"IncludedRecordings": ["Yard"]})
+    assert yard and {r.recording for r in yard} == {"Yard"}
+    assert await find_all(client, StartPoint=earliest, EndPoint=latest, max_results=100) == forward
+    assert env.service._last_events[1] is not answer
+
+
 async def test_rs07_forward_start_state_describes_the_state_at_start_point(env: Env) -> None:
     """EV-20, EV-22, EV-23: virtual events first, Initialized, at StartPoint, every track."""
     client = env.client()

@@ -22,9 +22,11 @@ from lxml import etree
 
 from app.core.errors import NotFoundError
 from app.core.time import NS_PER_SECOND, FakeClock, SystemClock, format_iso
+from app.engine.onvif import server as server_module
 from app.engine.onvif.security import AccessClass
 from app.engine.onvif.server import OnvifService, RequestContext, operation
 from app.protocols.rtsp.auth import digest_authorization, select_challenge
+from app.protocols.soap.envelope import parse_envelope
 from app.protocols.soap.wsse import password_digest
 from tests.engine.onvif.harness import ACCOUNTS, Served, serve
 from tests.peers.onvif_zeep import assert_valid_body, validated_service
@@ -479,3 +481,69 @@ async def test_independent_client_round_trip_validates(env: Any) -> None:
     assert [q.localname for q in fault.subcodes] == ["InvalidArgVal", "NoRecording"]
     assert [q.namespace for q in fault.subcodes] == [TER, TER]
     assert "REC_nope" in fault.message
+
+
+# ---------------------------------------------------------------------- remembered parses
+
+
+async def test_repeated_request_bodies_are_parsed_once_and_answered_each_time(
+    env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll repeated byte for byte reuses its parse; every call still reaches the handler."""
+    _, recordings, raw = env
+    await raw.sign("operator", "/onvif/recording_service")  # the 401 round trip, parsed too
+    parses: list[bytes] = []
+
+    def counting(data: bytes) -> Any:
+        parses.append(data)
+        return parse_envelope(data)
+
+    monkeypatch.setattr(server_module, "parse_envelope", counting)
+    body = create("PT7S")
+    for _ in range(3):
+        assert (await raw.post(body, user="operator"))[0] == 200
+    assert recordings.created == ["PT7S"] * 3
+    assert parses == [body]
+    # Another body is parsed; a body over the size limit is parsed every time.
+    padding = " " * server_module.MAX_REMEMBERED_REQUEST_BYTES
+    big = create("PT8S").replace(b"<s:Body>", f"<s:Body>{padding}".encode())
+    for request in (create("PT9S"), big, big):
+        assert (await raw.post(request, user="operator"))[0] == 200
+    assert parses == [body, create("PT9S"), big, big]
+    assert recordings.created[-3:] == ["PT9S", "PT8S", "PT8S"]
+
+
+async def test_remembered_parses_are_bounded_and_faults_are_not_remembered(env: Any) -> None:
+    served, recordings, raw = env
+    remembered = served.server._remembered
+    for n in range(server_module.MAX_REMEMBERED_REQUESTS + 5):
+        request = envelope(
+            f'<tse:GetServiceCapabilities xmlns:tse="{TSE}"><!--{n}--></tse:GetServiceCapabilities>'
+        )
+        assert (await raw.post(request))[0] == 200
+    assert len(remembered._parsed) == server_module.MAX_REMEMBERED_REQUESTS
+    # A body zeep refuses faults every time, the same way (its envelope parse is kept, no value).
+    bad = create("not-a-duration")
+    for _ in range(2):
+        status, _, answer, _ = await raw.post(bad, user="operator")
+        assert status == 400 and fault_of(answer)[:2] == ("Sender", ["InvalidArgs"])
+    assert not remembered._parsed[bad].has_value
+    malformed = create()[:-10]
+    for _ in range(2):
+        status, _, answer, _ = await raw.post(malformed, user="operator")
+        assert status == 400 and fault_of(answer)[:2] == ("Sender", ["WellFormed"])
+    assert malformed not in remembered._parsed
+    assert recordings.created == []
+
+
+async def test_gen10_a_replayed_username_token_body_is_refused_though_its_parse_is_kept(
+    env: Any,
+) -> None:
+    """The whole request again, byte for byte: authentication still runs and refuses it."""
+    _, recordings, raw = env
+    request = envelope(CREATE.format(retention="PT5S"), username_token("operator", "operator-pw"))
+    first = await raw.post(request)
+    second = await raw.post(request)
+    assert first[0] == 200
+    assert second[0] == 400 and fault_of(second[2])[:2] == ("Sender", ["NotAuthorized"])
+    assert recordings.created == ["PT5S"]
