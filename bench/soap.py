@@ -99,6 +99,7 @@ def cpu_seconds(pid: int) -> float:
 def serve_engine() -> None:
     """Run the real Engine (simulated camera) on 127.0.0.1:0; print the HTTP port; stop on EOF."""
     from app.core.config import EngineConfig, SimcamSource
+    from app.core.gc_tuning import freeze_startup_objects
     from app.engine.runtime import Engine, EngineSettings
 
     async def run_engine() -> None:
@@ -112,6 +113,7 @@ def serve_engine() -> None:
                 http_port=0,
             )
             async with Engine(settings) as engine:
+                freeze_startup_objects()  # as `custos engine` does
                 await asyncio.sleep(ENGINE_WARMUP_S)  # footage for the searches to find
                 print(engine.http_port, flush=True)
                 await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -191,6 +193,7 @@ async def client(
     errors: list[int],
     mix: str,
     schedule: tuple[float, float] | None = None,
+    by_operation: dict[str, list[float]] | None = None,
 ) -> None:
     """One connection sending back to back, or on `schedule` = (first send, interval)."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
@@ -235,6 +238,9 @@ async def client(
                 if resp.status != 200:
                     errors.append(resp.status)
             latencies.append(time.perf_counter() - due)
+            if by_operation is not None:
+                operation = payload[1 : payload.index(" ")].split(":")[-1].rstrip("/")
+                by_operation.setdefault(operation, []).append(latencies[-1])
             if resp.status == 200 and payload.startswith("<tse:FindEvents"):
                 found = SEARCH_TOKEN.search(answer)
                 pending = found.group(1) if found else None
@@ -271,6 +277,7 @@ def run(
         url = f"http://127.0.0.1:{port}{PATH}"
         latencies: list[float] = []
         errors: list[int] = []
+        by_operation: dict[str, list[float]] = {}
 
         async def all_clients() -> None:
             # The first second sets up connections and Digest; open-loop sends start after it.
@@ -278,7 +285,7 @@ def run(
             deadline = start + seconds
             await asyncio.gather(
                 *(
-                    client(url, deadline, latencies, errors, mix, plan)
+                    client(url, deadline, latencies, errors, mix, plan, by_operation)
                     for plan in (_schedule(start, i, rate, clients) for i in range(clients))
                 )
             )
@@ -309,6 +316,11 @@ def run(
         "rps_per_core": count / cpu if cpu else 0.0,
         "idle_core_share": idle_per_s,
         "rps_per_serving_core": count / serving_cpu if serving_cpu > 0 else 0.0,
+        "p99_ms_by_operation": {
+            name: sorted(values)[int(len(values) * 0.99) - 1] * 1000
+            for name, values in sorted(by_operation.items())
+            if len(values) >= 100
+        },
     }
 
 
@@ -329,6 +341,11 @@ def _print(name: str, r: dict[str, Any]) -> None:
         print(
             f"    engine without load (camera + recorder): {r['idle_core_share']:.0%} of a core; "
             f"the rest: {r['rps_per_serving_core']:.0f} req/s per core of serving CPU"
+        )
+    by_operation = r["p99_ms_by_operation"]
+    if len(by_operation) > 1:
+        print(
+            "    p99 by operation: " + ", ".join(f"{n} {v:.1f} ms" for n, v in by_operation.items())
         )
     if r["errors"]:
         print(f"    failed requests by HTTP status: {r['error_statuses']}")

@@ -30,6 +30,7 @@ from app import __version__
 from app.core.config import EngineConfig, RtspSource, SimcamSource, Source
 from app.core.errors import ConfigError
 from app.core.files import write_atomic
+from app.core.gc_tuning import freeze_startup_objects
 from app.core.time import Clock, SystemClock, format_iso
 from app.engine.events import EventBus
 from app.engine.export.keys import default_signer
@@ -485,6 +486,7 @@ def run_engine(settings: EngineSettings, *, duration_s: float | None = None) -> 
 
     async def main(stop: asyncio.Event) -> None:
         async with Engine(settings):
+            log.debug("%d startup objects frozen", freeze_startup_objects())
             await _wait(stop, duration_s)
         log.info("engine stopped")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import weakref
 
 from app.core.media import Codec, TrackKind
+from app.core.revisions import PerRevision
 from app.core.time import NS_PER_SECOND, format_iso
 from app.engine.search.model import (
     AudioAttributes,
@@ -74,26 +75,26 @@ def _information(rec: Recording, media: list[TrackMedia]) -> RecordingInformatio
     )
 
 
-#: Per store: (revision read at, every recording's information then).
-_INFORMATION: weakref.WeakKeyDictionary[Store, tuple[int, tuple[RecordingInformation, ...]]] = (
+#: Per store: every recording's information, read once per store revision.
+_INFORMATION: weakref.WeakKeyDictionary[Store, PerRevision[tuple[RecordingInformation, ...]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
 async def all_recording_information(store: Store) -> list[RecordingInformation]:
     """Every recording, in creation order (one store read per store revision)."""
-    revision = store.revision
-    cached = _INFORMATION.get(store)
-    if cached is not None and cached[0] == revision:
-        return list(cached[1])
+    cache = _INFORMATION.get(store)
+    if cache is None:
+        cache = _INFORMATION[store] = PerRevision(lambda: _read_information(store))
+    return list(await cache.get(store.revision))
+
+
+async def _read_information(store: Store) -> tuple[RecordingInformation, ...]:
     recordings = await store.recordings()
     media: dict[str, list[TrackMedia]] = {}
     for m in await store.track_media():
         media.setdefault(m.recording, []).append(m)
-    infos = [_information(rec, media.get(rec.token, [])) for rec in recordings]
-    # Read after `revision` was seen, so at least as new as it: exact for that revision.
-    _INFORMATION[store] = (revision, tuple(infos))
-    return infos
+    return tuple(_information(rec, media.get(rec.token, [])) for rec in recordings)
 
 
 async def revised_information(store: Store) -> dict[str, RecordingInformation]:

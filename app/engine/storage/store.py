@@ -9,12 +9,13 @@ readers never wait for a flush and a flush never waits for a reader.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +23,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from app.core.errors import ConflictError, NotFoundError, StorageError
 from app.core.media import CodecParams, TrackKind
+from app.core.revisions import PerRevision
 from app.core.time import Clock, SystemClock
 from app.engine.storage import (
     catalog,
@@ -60,6 +62,9 @@ from app.engine.storage.schema import transaction as schema_transaction
 from app.engine.storage.writer import TrackWriter
 
 log = logging.getLogger(__name__)
+
+#: Distinct history_pages asks whose last read is kept for equal asks of the same revision.
+MAX_SHARED_HISTORY_READS = 64
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -109,7 +114,11 @@ class Store:
         #: Grows after every call on the write thread (flush cycles, catalog, jobs, retention),
         #: i.e. whenever what readers see may have changed: read caches keyed on it are exact.
         self.revision = 0
-        self._recordings: tuple[int, tuple[Recording, ...]] | None = None
+        self._recordings = PerRevision(self._read_recordings)
+        #: Recent history_pages asks, each shared by equal asks of the same revision.
+        self._history_reads: collections.OrderedDict[
+            tuple[object, ...], PerRevision[tuple[tuple[HistoryEvent, ...], ...]]
+        ] = collections.OrderedDict()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -426,10 +435,10 @@ class Store:
     async def recordings(self) -> list[Recording]:
         # Asked by every GetRecordings, search and replay DESCRIBE, changed only by a write:
         # one read per revision (read after the revision was seen, so never older than it).
-        revision = self.revision
-        if self._recordings is None or self._recordings[0] != revision:
-            self._recordings = (revision, tuple(await self._read(StoreReader.recordings)))
-        return list(self._recordings[1])
+        return list(await self._recordings.get(self.revision))
+
+    async def _read_recordings(self) -> tuple[Recording, ...]:
+        return tuple(await self._read(StoreReader.recordings))
 
     async def recording(self, token: str) -> Recording:
         return await self._read(StoreReader.recording, token)
@@ -587,33 +596,46 @@ class Store:
 
     async def history_pages(
         self,
-        requests: list[tuple[str, int, int, tuple[int, int, int] | None]],
+        requests: Sequence[tuple[str, int, int, tuple[int, int, int] | None]],
         *,
         descending: bool,
         topics: tuple[HistoryTopic, ...],
         limit: int,
     ) -> list[list[HistoryEvent]]:
-        """Several recordings' next pages in one trip to a read thread (search merges them)."""
+        """Several recordings' next pages in one trip to a read thread (search merges them).
 
-        def pages(reader: StoreReader) -> list[list[HistoryEvent]]:
-            out = []
-            for rec, low, high, after in requests:
-                try:
-                    page = reader.history_page(
-                        rec,
-                        low,
-                        high,
-                        after=after,
-                        descending=descending,
-                        topics=topics,
-                        limit=limit,
-                    )
-                except NotFoundError:
-                    page = []  # deleted meanwhile: an open search just sees no more events
-                out.append(page)
-            return out
+        Equal asks within one store revision share one read (many clients running the same
+        search, e.g. every GUI opening today's timeline): see `PerRevision`.
+        """
+        asked = tuple(requests)
+        key = (asked, descending, topics, limit)
+        shared = self._history_reads.get(key)
+        if shared is None:
 
-        return await self._read(pages)
+            def pages(reader: StoreReader) -> tuple[tuple[HistoryEvent, ...], ...]:
+                out = []
+                for rec, low, high, after in asked:
+                    try:
+                        page = reader.history_page(
+                            rec,
+                            low,
+                            high,
+                            after=after,
+                            descending=descending,
+                            topics=topics,
+                            limit=limit,
+                        )
+                    except NotFoundError:
+                        page = []  # deleted meanwhile: an open search just sees no more events
+                    out.append(tuple(page))
+                return tuple(out)
+
+            shared = self._history_reads[key] = PerRevision(lambda: self._read(pages))
+            if len(self._history_reads) > MAX_SHARED_HISTORY_READS:
+                self._history_reads.popitem(last=False)
+        else:
+            self._history_reads.move_to_end(key)
+        return [list(page) for page in await shared.get(self.revision)]
 
     async def history_state(
         self, recording: str, at_ns: int, *, inclusive: bool = False

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from app.core.time import NS_PER_SECOND, FakeClock
-from app.engine.storage import HistoryTopic, RecordingConfig, Store
+from app.engine.storage import HistoryEvent, HistoryTopic, RecordingConfig, Store, StoreReader
 from tests.engine.storage.conftest import TEST_OPTIONS
 from tests.engine.storage.helpers import AAC, FRAME_NS, H264, T0, audio, db, query, video
 from tests.engine.storage.test_retention import OPTIONS as RETENTION_OPTIONS
@@ -174,3 +178,35 @@ async def test_deleting_a_track_or_recording_removes_its_history(store: Store) -
     await store.delete_recording("Cam")
     await store.create_recording(RecordingConfig(), token="Cam")
     assert await history(store) == []
+
+
+async def test_equal_history_page_asks_share_one_read_per_revision(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent equal asks → one read; after a write (new revision) the next ask reads anew."""
+    await record(store, [(0, 50)])
+    reads: list[str] = []
+    real_page = StoreReader.history_page
+
+    def counting(reader: StoreReader, recording: str, *args: Any, **kw: Any) -> Any:
+        reads.append(recording)
+        return real_page(reader, recording, *args, **kw)
+
+    monkeypatch.setattr(StoreReader, "history_page", counting)
+    ask = [("Cam", ALL[0], ALL[1], None)]
+    topics = (HistoryTopic.RECORDING_STATE, HistoryTopic.TRACK_STATE)
+
+    async def pages() -> list[list[HistoryEvent]]:
+        return await store.history_pages(ask, descending=False, topics=topics, limit=100)
+
+    first = await asyncio.gather(*(pages() for _ in range(20)))
+    assert reads == ["Cam"] and all(p == first[0] for p in first)
+    assert len(first[0][0]) == 4
+    first[0][0].clear()  # a caller's list is its own: the shared read stays intact
+    assert await pages() == first[1] and reads == ["Cam"]
+    # Another ask is its own read; a write makes the next equal ask read again.
+    await store.history_pages(ask, descending=True, topics=topics, limit=100)
+    assert reads == ["Cam", "Cam"]
+    await record(store, [(5 * S, 50)])
+    again = await pages()
+    assert len(reads) == 3 and len(again[0]) == 8
