@@ -15,8 +15,8 @@ from __future__ import annotations
 import weakref
 
 from app.core.media import Codec, TrackKind
-from app.core.revisions import PerRevision
 from app.core.time import NS_PER_SECOND, format_iso
+from app.engine.revisions import PerRevision
 from app.engine.search.model import (
     AudioAttributes,
     InvalidFilterError,

@@ -23,8 +23,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from app.core.errors import ConflictError, NotFoundError, StorageError
 from app.core.media import CodecParams, TrackKind
-from app.core.revisions import PerRevision
 from app.core.time import Clock, SystemClock
+from app.engine.revisions import PerRevision
 from app.engine.storage import (
     catalog,
     history,

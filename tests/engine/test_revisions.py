@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from app.core.revisions import PerRevision
+from app.engine.revisions import PerRevision
 
 
 async def settle() -> None:
