@@ -163,20 +163,24 @@ class EventStream:
     async def take(self, n: int) -> list[FindEventResult]:
         out: list[FindEventResult] = []
         if not self._started:
+            await self._virtual()  # before `_started`: a failed read is repeated next time
             self._started = True
-            if self._include_start_state:
-                await self._virtual()
         while len(out) < n and self._head:
             out.append(self._head.popleft())
-        while len(out) < n:
-            event = await self._next_stored()
-            if event is None:
-                break
-            result = _result(
-                event.recording, event.track, event.topic, event.utc_ns, event.value, False
-            )
-            if self._spec.admits(result):
-                out.append(result)
+        try:
+            while len(out) < n:
+                event = await self._next_stored()
+                if event is None:
+                    break
+                result = _result(
+                    event.recording, event.track, event.topic, event.utc_ns, event.value, False
+                )
+                if self._spec.admits(result):
+                    out.append(result)
+        except BaseException:
+            # A failed (or cancelled) read loses nothing: what was taken is taken again next.
+            self._head.extendleft(reversed(out))
+            raise
         while len(out) < n and self._tail:
             out.append(self._tail.popleft())
         if len(out) < n:
@@ -187,9 +191,16 @@ class EventStream:
 
     async def _virtual(self) -> None:
         """EV-20/21: state at StartPoint first; backward also at EndPoint, last."""
-        await self._virtual_at(self._start, self._head, inclusive=self._descending)
+        if not self._include_start_state:
+            return
+        head: deque[FindEventResult] = deque()
+        tail: deque[FindEventResult] = deque()
+        await self._virtual_at(self._start, head, inclusive=self._descending)
         if self._descending:
-            await self._virtual_at(self._end, self._tail, inclusive=False)
+            await self._virtual_at(self._end, tail, inclusive=False)
+        # All or nothing: a read failing half way leaves nothing to be duplicated on the retry.
+        self._head.extend(head)
+        self._tail.extend(tail)
 
     async def _virtual_at(
         self, at_ns: int, into: deque[FindEventResult], *, inclusive: bool
