@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import logging
 import secrets
 from collections import deque
 
@@ -31,8 +30,6 @@ from app.engine.search.model import (
     SearchState,
 )
 from app.engine.storage import Store
-
-log = logging.getLogger(__name__)
 
 #: Concurrent sessions of all kinds (RS-S1 [ENGINE]). A session holds a cursor and at most one
 #: page of results (RESPONSE_CAP), so 64 stay small; 16 (the spec's example) refused a control
@@ -69,8 +66,6 @@ class _Session:
     start_ns: int = 0
     end_ns: int = 0
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
-    #: The first step, started by FindEvents so the first page is ready when it is asked for.
-    prefetch: asyncio.Task[None] | None = None
 
     def room(self) -> int | None:
         return None if self.max_matches is None else self.max_matches - self.produced
@@ -79,11 +74,9 @@ class _Session:
 class SearchSessions:
     """The search sessions of one engine over one store."""
 
-    def __init__(self, store: Store, *, clock: Clock, prefetch: bool = True) -> None:
-        """`prefetch=False`: an event search starts at its first GetEventSearchResults."""
+    def __init__(self, store: Store, *, clock: Clock) -> None:
         self._store = store
         self._clock = clock
-        self._prefetch_first_page = prefetch
         self._sessions: dict[str, _Session] = {}
         self._counter = itertools.count(1)
 
@@ -127,20 +120,7 @@ class SearchSessions:
         session.stream = EventStream(
             self._store, infos, start_ns, end, spec=spec, include_start_state=include_start_state
         )
-        # RS-S1: the search runs while the answer travels; GetEventSearchResults then finds its
-        # first page found already (or waits on the session lock for the step in progress).
-        if self._prefetch_first_page:
-            session.prefetch = asyncio.create_task(self._prefetch(session), name="search-prefetch")
         return session.token
-
-    async def _prefetch(self, session: _Session) -> None:
-        async with session.lock:
-            if session.ended or session.exhausted or session.buffer:
-                return
-            try:
-                await self._step(session)
-            except Exception:
-                log.debug("search prefetch of %s failed", session.token, exc_info=True)
 
     async def find_ptz_position(self, *_args: object, **_kw: object) -> str:
         """RS-09: no metadata track reports CanContainPTZ, so not implemented."""
@@ -184,8 +164,8 @@ class SearchSessions:
 
     def _expire(self) -> None:
         now = self._clock.monotonic_ns()
-        for session in [s for s in self._sessions.values() if s.expires_ns <= now]:
-            self._end(session)
+        for token in [t for t, s in self._sessions.items() if s.expires_ns <= now]:
+            self._sessions.pop(token).ended = True
 
     def _lookup(self, token: str, kind: SearchKind | None) -> _Session:
         self._expire()
@@ -249,7 +229,8 @@ class SearchSessions:
             results = [session.buffer.popleft() for _ in range(count)]
             done = (session.exhausted or session.ended) and not session.buffer
             if done:
-                self._end(session)
+                session.ended = True
+                self._sessions.pop(token, None)
             else:
                 self._touch(session)
         state = SearchState.COMPLETED if done else SearchState.SEARCHING
@@ -287,7 +268,8 @@ class SearchSessions:
         EndPoint if every result was already found. Recordings: the current time.
         """
         session = self._lookup(token, None)
-        self._end(session)
+        session.ended = True
+        self._sessions.pop(token, None)
         if session.kind is not SearchKind.EVENTS or session.stream is None:
             return self._clock.wall_ns()
         if session.exhausted:
@@ -297,15 +279,6 @@ class SearchSessions:
 
     async def close(self) -> None:
         """End every session (engine shutdown)."""
-        sessions = list(self._sessions.values())
-        for session in sessions:
-            self._end(session)
-        prefetches = [s.prefetch for s in sessions if s.prefetch is not None]
-        await asyncio.gather(*prefetches, return_exceptions=True)
-
-    def _end(self, session: _Session) -> None:
-        """The session is over: its token is gone and a search step in progress is stopped."""
-        session.ended = True
-        self._sessions.pop(session.token, None)
-        if session.prefetch is not None:
-            session.prefetch.cancel()
+        for session in self._sessions.values():
+            session.ended = True
+        self._sessions.clear()

@@ -213,8 +213,7 @@ async def test_end_point_absent_searches_to_the_time_of_the_call(store: Store) -
 
 
 async def test_deleted_recording_stops_producing(store: Store) -> None:
-    # Without the first-page prefetch, nothing is produced before the delete.
-    sessions = SearchSessions(store, clock=FakeClock(NOW), prefetch=False)
+    sessions = SearchSessions(store, clock=FakeClock(NOW))
     token = await sessions.find_events(T0, None, SearchScope(), EventFilter(), True, None, 10)
     await store.delete_recording("Yard")
     rest = await collect(sessions, token, 100)

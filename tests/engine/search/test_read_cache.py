@@ -99,8 +99,7 @@ async def test_a_recording_deleted_after_find_events_has_no_start_state(
     store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(store, "revision", 1)
-    # Without the first-page prefetch, nothing is produced before the delete.
-    sessions = SearchSessions(store, clock=clock, prefetch=False)
+    sessions = SearchSessions(store, clock=clock)
     token = await sessions.find_events(
         T0 - 3600 * S, None, SearchScope(), EventFilter(), True, None, 10
     )
