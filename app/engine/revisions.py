@@ -25,8 +25,9 @@ class PerRevision(Generic[_T]):
 
     A read started at revision R is at least as new as R (the caller saw R before it started),
     so it answers every caller that saw R. A caller that saw a newer revision starts a new
-    read. A failed read is not kept: each of its waiters gets the error, the next caller
-    reads again. A caller cancelled while waiting does not cancel the read the others share.
+    read. The first caller reads in its own task (a quick read then costs no loop turn); the
+    others wait for its result. A failed read is not kept: each of its waiters gets the error,
+    the next caller reads again. If the reading caller is cancelled, its waiters read anew.
     """
 
     def __init__(self, read: Callable[[], Awaitable[_T]]) -> None:
@@ -36,18 +37,35 @@ class PerRevision(Generic[_T]):
 
     async def get(self, revision: int) -> _T:
         """The value as of `revision` or newer."""
-        if self._value is not None and self._value[0] >= revision:
-            return self._value[1]
-        if self._pending is None or self._pending[0] < revision:
-            future = asyncio.ensure_future(self._read())
-            self._pending = (revision, future)
-            future.add_done_callback(lambda done: self._settle(revision, done))
-        return await asyncio.shield(self._pending[1])
+        while True:
+            if self._value is not None and self._value[0] >= revision:
+                return self._value[1]
+            pending = self._pending
+            if pending is None or pending[0] < revision:
+                return await self._read_for(revision)
+            try:
+                return await asyncio.shield(pending[1])
+            except asyncio.CancelledError:
+                if not pending[1].cancelled():
+                    raise  # this caller was cancelled, not the read
+                # The reading caller was cancelled: look again (and read, if nobody does).
 
-    def _settle(self, revision: int, done: asyncio.Future[_T]) -> None:
-        if self._pending is not None and self._pending[1] is done:
-            self._pending = None
-        if done.cancelled() or done.exception() is not None:
-            return  # retrieved here, so an error nobody awaited is not reported as lost
+    async def _read_for(self, revision: int) -> _T:
+        shared: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._pending = (revision, shared)
+        try:
+            value = await self._read()
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                shared.cancel()
+            else:
+                shared.set_exception(exc)
+                shared.exception()  # retrieved: an error with no waiter is not "lost"
+            raise
+        finally:
+            if self._pending is not None and self._pending[1] is shared:
+                self._pending = None
         if self._value is None or self._value[0] < revision:
-            self._value = (revision, done.result())
+            self._value = (revision, value)
+        shared.set_result(value)
+        return value
