@@ -157,7 +157,7 @@ def serve(bare: bool) -> None:
                 }
             }
 
-    async def main() -> None:
+    async def main(data: Path) -> None:
         app = web.Application()
         if bare:
             fixed = envelope("<x/>")
@@ -168,7 +168,6 @@ def serve(bare: bool) -> None:
 
             app.router.add_post("/onvif/{tail:.*}", handle)
         else:
-            data = Path(tempfile.mkdtemp(prefix="bench-soap-"))
             users = UserDirectory.open(data, {"CUSTOS_ADMIN_PASSWORD": PASSWORD})
             auth = Authenticator(users, SystemClock(), "Custos")
             OnvifServer(auth, [Device(), Search()]).add_routes(app)
@@ -180,7 +179,8 @@ def serve(bare: bool) -> None:
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
         await runner.cleanup()
 
-    asyncio.run(main())
+    with tempfile.TemporaryDirectory(prefix="bench-soap-") as data:  # the users file
+        asyncio.run(main(Path(data)))
 
 
 # ------------------------------------------------------------------ client side
