@@ -79,7 +79,7 @@ _T = TypeVar("_T")
 
 
 def _translated(fn: Callable[[], _T]) -> _T:
-    """Run on a storage thread; driver and OS errors become StorageError (kind DATA_LOSS)."""
+    """Run a store query; driver and OS errors become StorageError (kind DATA_LOSS)."""
     try:
         return fn()
     except sqlite3.Error as exc:
@@ -295,25 +295,24 @@ class Store:
             conn = self._loop_conn = connect(self.data_dir / layout.DB_FILE, readonly=True)
             conn.execute("PRAGMA busy_timeout = 0")
         deadline = time.perf_counter() + QUICK_READ_BUDGET_S
-        over: list[bool] = []
+        over = False
 
         def over_budget() -> int:
-            if time.perf_counter() > deadline:
-                over.append(True)
-                return 1  # interrupts the statement (sqlite3.OperationalError)
-            return 0
+            nonlocal over
+            over = time.perf_counter() > deadline
+            return int(over)  # nonzero interrupts the statement (sqlite3.OperationalError)
 
         conn.set_progress_handler(over_budget, QUICK_READ_CHECK_EVERY)
         try:
-            return fn(StoreReader(conn, self.data_dir), *a, **kw)
-        except sqlite3.OperationalError as exc:
-            busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            return _translated(functools.partial(fn, StoreReader(conn, self.data_dir), *a, **kw))
+        except StorageError as exc:
+            cause = exc.__cause__
+            busy = isinstance(cause, sqlite3.OperationalError) and cause.sqlite_errorcode in (
+                sqlite3.SQLITE_BUSY,
+                sqlite3.SQLITE_LOCKED,
+            )
             if not (over or busy):
-                raise StorageError(f"recording index error: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise StorageError(f"recording index error: {exc}") from exc
-        except OSError as exc:
-            raise StorageError(f"recording storage I/O error: {exc}") from exc
+                raise
         finally:
             conn.set_progress_handler(None, 0)
             if conn.in_transaction:
